@@ -1,0 +1,1 @@
+"""lmops operator: LanguageModel objects reconciled into Ray Serve on KubeRay."""

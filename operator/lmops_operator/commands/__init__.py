@@ -1,0 +1,1 @@
+"""Subcommands of the ``lmops`` CLI; each module exposes ``register(subparsers)``."""

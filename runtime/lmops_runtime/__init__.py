@@ -1,0 +1,1 @@
+"""lmops runtime: the Ray Serve applications that load and serve a model. Imports nothing of Kubernetes."""
