@@ -1,0 +1,1 @@
+"""Test support code shared by every tier (the real control plane lives in ``controlplane``)."""
