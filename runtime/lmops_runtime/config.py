@@ -50,8 +50,9 @@ class GenerationDefaults(_Strict):
 class ModelSpec(_Strict):
     """What a ModelServer loads.
 
-    ``source`` is one of ``hf://org/name``, ``s3://bucket/prefix``, ``pvc://claim/path`` (mounted under
-    ``PVC_MOUNT_ROOT/claim``), ``file:///abs/path`` or ``builtin://tiny`` (random weights, built on first use).
+    ``source`` is one of ``hf://org/name``, ``s3://bucket/prefix``, ``pvc://claim/path`` (mounted
+    under ``PVC_MOUNT_ROOT/claim``), ``file:///abs/path`` or ``builtin://tiny`` (random weights, built on
+    first use).
     """
 
     source: str

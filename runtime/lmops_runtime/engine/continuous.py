@@ -1,0 +1,140 @@
+"""Continuous batching through transformers' ContinuousBatchingManager, one persistent manager per replica.
+
+Requests join and leave the running batch at every decode step, so a short request never waits for a long one.
+The manager samples for the whole batch, with per-request temperature, top-k and top-p; greedy requests are
+sampled with top-k 1, which is argmax. Its generation thread is made a daemon (see ``__init__``) and ``close``
+is also registered with ``atexit``, so the thread can never keep a process alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import math
+import threading
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from transformers import GenerationConfig
+from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+from lmops_runtime.config import BatchingConfig
+from lmops_runtime.engine.params import SamplingParams
+from lmops_runtime.engine.tokens import TokenUpdate, trim_finished
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 32
+STOP_TIMEOUT_S = 10.0
+
+
+def cb_config(batching: BatchingConfig, max_sequence_length: int) -> ContinuousBatchingConfig:
+    """Explicit sizes: enough KV pages for a full batch of maximum-length sequences, no device probing."""
+    pages_per_sequence = math.ceil(max_sequence_length / PAGE_SIZE)
+    return ContinuousBatchingConfig(
+        page_size=PAGE_SIZE,
+        num_blocks=batching.max_batch_size * pages_per_sequence + 1,
+        max_batch_tokens=max(batching.max_batch_size * PAGE_SIZE, 256),
+        max_requests_per_batch=batching.max_batch_size,
+        per_request_processors=True,
+        use_cuda_graph=False,
+        allow_block_sharing=False,
+        scheduler_type="fifo",
+    )
+
+
+class ContinuousBatcher:
+    """Async front of one ContinuousBatchingManager."""
+
+    def __init__(
+        self,
+        model: Any,
+        eos_ids: Sequence[int],
+        pad_id: int,
+        batching: BatchingConfig,
+        max_sequence_length: int,
+    ) -> None:
+        self._vocab_size = int(model.config.get_text_config().vocab_size)
+        self._eos_ids = list(eos_ids)
+        # Temperature and top-p differ from 1 so that generate builds their processors, which the manager then
+        # turns into per-request ones; every request passes its own values, so these defaults never apply.
+        config = GenerationConfig(  # type: ignore[no-untyped-call]
+            do_sample=True,
+            temperature=0.5,
+            top_k=self._vocab_size,
+            top_p=0.5,
+            eos_token_id=self._eos_ids or -1,
+            pad_token_id=pad_id,
+            max_new_tokens=max_sequence_length,
+        )
+        self._manager = model.init_continuous_batching(
+            generation_config=config, continuous_batching_config=cb_config(batching, max_sequence_length)
+        )
+        self._ids = itertools.count()
+        # A thread inherits its daemon flag from the thread that creates it. Started from a daemon thread, the
+        # generation thread is a daemon too, so a process that never reaches close() (a crash, a failing
+        # test) still exits: Python joins non-daemon threads before any atexit handler could stop them.
+        starter = threading.Thread(target=self._manager.start, name="lmops-cb-start", daemon=True)
+        starter.start()
+        starter.join()
+        atexit.register(self.close)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._manager.is_running())
+
+    async def run(self, row: Sequence[int], params: SamplingParams) -> AsyncGenerator[TokenUpdate]:
+        """Yield cumulative tokens as they come; cancels the request if the caller stops listening."""
+        if not self.running:
+            raise RuntimeError("the continuous batching thread is not running")
+        request_id = f"lmops-{next(self._ids)}"
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._manager.register_result_handler(request_id, queue.put_nowait)
+        sampled = params.strategy == "sample"
+        self._manager.add_request(
+            list(row),
+            request_id=request_id,
+            max_new_tokens=params.max_new_tokens,
+            streaming=True,
+            temperature=float(params.temperature) if sampled else 1.0,
+            top_k=int(params.top_k or self._vocab_size) if sampled else 1,
+            top_p=float(params.top_p or 1.0) if sampled else 1.0,
+        )
+        finished = False
+        try:
+            while True:
+                output = await queue.get()
+                if output.error is not None:
+                    finished = True
+                    raise RuntimeError(f"generation failed: {output.error}")
+                if output.is_finished():
+                    finished = True
+                    yield trim_finished(list(output.generated_tokens), self._eos_ids, params.max_new_tokens)
+                    return
+                yield TokenUpdate(list(output.generated_tokens))
+        finally:
+            if not finished:
+                self._manager.cancel_request(request_id)
+                # A cancelled request never finishes, so its handler would never be cleaned up by the manager.
+                router = self._manager.output_router
+                with router._lock:
+                    router.result_handlers.pop(request_id, None)
+
+    def paused(self) -> AbstractContextManager[None]:
+        """Hold the generation loop between two steps, so another thread may use the model.
+
+        Two threads running forward passes of one model at once corrupted outputs here (seen on CPU: plain
+        ``generate`` beside the manager returned wrong tokens), so every other use of the model holds this.
+        """
+        return self._manager.pause()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Stop the generation thread (idempotent); pending requests are failed rather than waited for."""
+        atexit.unregister(self.close)
+        if self._manager.is_running():
+            self._manager.stop(block=True, timeout=STOP_TIMEOUT_S, hard_stop=True)
+            if self._manager.is_running():
+                log.warning("continuous batching thread did not stop within %.0f s", STOP_TIMEOUT_S)

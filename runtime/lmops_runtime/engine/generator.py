@@ -1,0 +1,155 @@
+"""Text generation for one loaded model: validation, routing to a batching backend, detokenization, stops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, aclosing, nullcontext
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from lmops_runtime.config import BatchingConfig
+from lmops_runtime.engine.continuous import ContinuousBatcher
+from lmops_runtime.engine.params import SamplingParams, resolve_params
+from lmops_runtime.engine.prompt import prompt_token_ids
+from lmops_runtime.engine.solo import SoloRunner
+from lmops_runtime.engine.static import StaticBatcher
+from lmops_runtime.engine.text import IncrementalDecoder, StopMatcher, cut_at_stop
+from lmops_runtime.engine.tokens import TokenUpdate, eos_token_ids
+from lmops_runtime.loading import LoadedModel
+from lmops_runtime.protocol import FinishReason, GenerateRequest, GenerateResult, StreamChunk
+
+Backend = Literal["continuous", "static"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    input_ids: list[int]
+    params: SamplingParams
+
+
+class TextGenerator:
+    """Serves GenerateRequests for one causal LM.
+
+    Greedy and unseeded sampling requests share a batch (continuous batching by default, ``@serve.batch``
+    static batching as the alternative); beam search and seeded sampling run alone (see ``solo``).
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, batching: BatchingConfig, backend: Backend = "continuous"
+    ) -> None:
+        self._loaded = loaded
+        self._tokenizer = loaded.tokenizer
+        eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
+        pad_id = int(loaded.tokenizer.pad_token_id)
+        # Apart from the continuous batching thread, the model is used from this one thread only.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lmops-model")
+        self._continuous: ContinuousBatcher | None = None
+        self._static: StaticBatcher | None = None
+        if backend == "continuous":
+            self._continuous = ContinuousBatcher(
+                loaded.model, eos_ids, pad_id, batching, loaded.max_sequence_length
+            )
+        else:
+            self._static = StaticBatcher(loaded.model, loaded.tokenizer, eos_ids, batching, self._executor)
+        self._solo = SoloRunner(loaded.model, loaded.tokenizer, eos_ids, self._executor, self.exclusive)
+        self.backend: Backend = backend
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Held while this thread uses the model outside the continuous batch (pauses the batch loop)."""
+        return self._continuous.paused() if self._continuous is not None else nullcontext()
+
+    async def run_exclusive(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (which uses the model) on the model thread while nothing else uses the model."""
+
+        def call() -> T:
+            with self.exclusive():
+                return fn()
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def prepare(self, request: GenerateRequest) -> PreparedRequest:
+        """Tokenize and validate; raises InvalidRequestError before any work is queued."""
+        input_ids = prompt_token_ids(self._tokenizer, request)
+        spec = self._loaded.spec
+        params = resolve_params(request, spec.generation, len(input_ids), self._loaded.max_sequence_length)
+        return PreparedRequest(input_ids, params)
+
+    async def _updates(self, prepared: PreparedRequest, stream: bool) -> AsyncGenerator[TokenUpdate]:
+        params = prepared.params
+        batchable = params.strategy == "greedy" or (params.strategy == "sample" and params.seed is None)
+        if batchable and self._continuous is not None:
+            async for update in self._continuous.run(prepared.input_ids, params):
+                yield update
+        elif batchable and self._static is not None and not stream:
+            yield await self._static.generate(prepared.input_ids, params)
+        else:
+            async for update in self._solo.run(prepared.input_ids, params, stream):
+                yield update
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        prepared = self.prepare(request)
+        stops = prepared.params.stop
+        decoder = IncrementalDecoder(self._tokenizer)
+        matcher = StopMatcher(stops)
+        final: TokenUpdate | None = None
+        seen = 0
+        # aclosing: leaving the loop early cancels the backend's request at once.
+        async with aclosing(self._updates(prepared, stream=False)) as updates:
+            async for update in updates:
+                final = update
+                if stops and update.finish_reason is None:
+                    # Watch for stop sequences as tokens arrive, to end the request early.
+                    matcher.feed(decoder.add(update.tokens[seen:]))
+                    seen = len(update.tokens)
+                    if matcher.stopped:
+                        break
+        assert final is not None
+        text = self._tokenizer.decode(final.tokens, skip_special_tokens=True)
+        text, stopped = cut_at_stop(text, stops)
+        reason: FinishReason = "stop" if stopped else final.finish_reason or "stop"
+        return GenerateResult(
+            text=text,
+            prompt_tokens=len(prepared.input_ids),
+            completion_tokens=len(final.tokens),
+            finish_reason=reason,
+        )
+
+    async def stream(self, request: GenerateRequest) -> AsyncIterator[StreamChunk]:
+        """Token deltas as they are decoded; the last chunk says why generation ended and counts tokens."""
+        prepared = self.prepare(request)
+        decoder = IncrementalDecoder(self._tokenizer)
+        matcher = StopMatcher(prepared.params.stop)
+        seen = 0
+        count = 0
+        reason: FinishReason = "length"
+        async with aclosing(self._updates(prepared, stream=True)) as updates:
+            async for update in updates:
+                delta = matcher.feed(decoder.add(update.tokens[seen:]))
+                seen = count = len(update.tokens)
+                if delta:
+                    yield StreamChunk(text=delta)
+                if matcher.stopped:
+                    break
+                if update.finish_reason is not None:
+                    reason = update.finish_reason
+        tail = "" if matcher.stopped else matcher.feed(decoder.flush()) + matcher.flush()
+        if matcher.stopped:
+            reason = "stop"
+        yield StreamChunk(
+            text=tail, finish_reason=reason, prompt_tokens=len(prepared.input_ids), completion_tokens=count
+        )
+
+    def check(self) -> None:
+        """Raise if the batching thread died (the health check also runs a forward pass)."""
+        if self._continuous is not None and not self._continuous.running:
+            raise RuntimeError("the continuous batching thread is not running")
+
+    def close(self) -> None:
+        if self._continuous is not None:
+            self._continuous.close()
+        if self._static is not None:
+            self._static.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)

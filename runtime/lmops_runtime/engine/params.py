@@ -1,0 +1,76 @@
+"""Turn a GenerateRequest plus the revision's defaults into validated, fully resolved sampling parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lmops_runtime.config import GenerationDefaults, Strategy
+from lmops_runtime.protocol import GenerateRequest, InvalidRequestError
+
+MAX_BEAMS = 16
+MAX_STOP_SEQUENCES = 16
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """What one generation does; ``top_k``/``top_p`` of None mean no filtering."""
+
+    strategy: Strategy
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    num_beams: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+def resolve_params(
+    request: GenerateRequest, defaults: GenerationDefaults, prompt_tokens: int, max_sequence_length: int
+) -> SamplingParams:
+    """Merge request over defaults and reject what cannot be served, with a message the caller can act on."""
+    strategy = request.strategy or defaults.strategy
+    max_new_tokens = request.max_new_tokens if request.max_new_tokens is not None else defaults.max_new_tokens
+    if max_new_tokens < 1:
+        raise InvalidRequestError("max_new_tokens must be at least 1")
+    if prompt_tokens < 1:
+        raise InvalidRequestError("the prompt is empty")
+    if prompt_tokens + max_new_tokens > max_sequence_length:
+        raise InvalidRequestError(
+            f"the prompt has {prompt_tokens} tokens and {max_new_tokens} new tokens were asked for, "
+            f"more than this model's maximum sequence length of {max_sequence_length}"
+        )
+    stop = tuple(request.stop)
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise InvalidRequestError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+    if any(not s for s in stop):
+        raise InvalidRequestError("stop sequences must not be empty")
+    if request.num_beams is not None and strategy != "beam":
+        raise InvalidRequestError(f"num_beams only applies to strategy beam, not {strategy}")
+    if strategy == "greedy":
+        return SamplingParams("greedy", max_new_tokens, stop=stop, seed=request.seed)
+    if strategy == "beam":
+        num_beams = request.num_beams if request.num_beams is not None else defaults.num_beams
+        if not 1 <= num_beams <= MAX_BEAMS:
+            raise InvalidRequestError(f"num_beams must be between 1 and {MAX_BEAMS}")
+        return SamplingParams("beam", max_new_tokens, num_beams=num_beams, stop=stop, seed=request.seed)
+    temperature = request.temperature if request.temperature is not None else defaults.temperature
+    top_k = request.top_k if request.top_k is not None else defaults.top_k
+    top_p = request.top_p if request.top_p is not None else defaults.top_p
+    if temperature <= 0:
+        raise InvalidRequestError(
+            "temperature must be greater than 0 for sampling (use strategy greedy instead)"
+        )
+    if top_k is not None and top_k < 1:
+        raise InvalidRequestError("top_k must be at least 1")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise InvalidRequestError("top_p must be in (0, 1]")
+    return SamplingParams(
+        "sample",
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop=stop,
+        seed=request.seed,
+    )

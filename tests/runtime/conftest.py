@@ -1,0 +1,67 @@
+"""Shared runtime fixtures: tiny random-weight models saved to disk, and one local Ray per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lmops_runtime.tiny import save_tiny_model
+
+TINY_LABELS = ["negative", "neutral", "positive"]
+
+
+@pytest.fixture(scope="session")
+def tiny_generate_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama-style causal LM, byte-level tokenizer and chat template, saved with save_pretrained."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-generate"), "generate")
+
+
+@pytest.fixture(scope="session")
+def tiny_classify_labels() -> list[str]:
+    """The labels ``tiny_classify_model_dir`` was built with."""
+    return list(TINY_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_classify_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT sequence classifier whose labels are ``TINY_LABELS``."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-classify"), "classify", TINY_LABELS)
+
+
+@pytest.fixture(scope="session")
+def tiny_embed_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT encoder (no head) for embeddings."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-embed"), "embed")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_lmops_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep ``builtin://`` and S3 downloads of tests out of the user's real cache."""
+    monkeypatch.setenv("LMOPS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "lmops-cache"))
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One local Ray (2 CPUs, no dashboard) for the session; Serve and Ray are shut down afterwards."""
+    import os
+
+    import ray
+    from ray import serve
+
+    cache = tmp_path_factory.getbasetemp() / "lmops-cache"
+    os.environ["LMOPS_CACHE_DIR"] = str(cache)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"LMOPS_CACHE_DIR": str(cache)}},
+    )
+    try:
+        yield
+    finally:
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

@@ -1,0 +1,201 @@
+"""Text generation on the tiny model through both batching backends, checked against plain model.generate."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from lmops_runtime.config import BatchingConfig, ModelSpec
+from lmops_runtime.engine.generator import Backend, TextGenerator
+from lmops_runtime.loading import LoadedModel, load_model
+from lmops_runtime.protocol import GenerateRequest, InvalidRequestError
+
+PROMPTS = ["hello", "The quick brown fox", "x", "Once upon a time, in a land", "ab", "2 + 2 ="]
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_generate_model_dir: Path) -> LoadedModel:
+    return load_model(ModelSpec(source=f"file://{tiny_generate_model_dir}", max_sequence_length=256))
+
+
+@pytest.fixture(scope="module", params=["continuous", "static"])
+def generator(request: pytest.FixtureRequest, loaded: LoadedModel) -> Iterator[TextGenerator]:
+    backend: Backend = request.param
+    gen = TextGenerator(loaded, BatchingConfig(max_batch_size=4, batch_wait_timeout_s=0.02), backend)
+    yield gen
+    gen.close()
+
+
+def reference(
+    loaded: LoadedModel, prompt: str, max_new_tokens: int, **kwargs: object
+) -> tuple[list[int], str]:
+    """Plain ``model.generate`` on one prompt: the tokens and text every backend must reproduce."""
+    inputs = loaded.tokenizer(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, pad_token_id=loaded.tokenizer.pad_token_id, **kwargs
+        )
+    tokens = output[0, inputs["input_ids"].shape[1] :].tolist()
+    eos = loaded.tokenizer.eos_token_id
+    if eos in tokens:
+        tokens = tokens[: tokens.index(eos) + 1]
+    return tokens, loaded.tokenizer.decode(tokens, skip_special_tokens=True)
+
+
+async def test_greedy_equals_model_generate(generator: TextGenerator, loaded: LoadedModel) -> None:
+    for prompt in PROMPTS[:3]:
+        tokens, text = reference(loaded, prompt, 24, do_sample=False)
+        result = await generator.generate(GenerateRequest(prompt=prompt, max_new_tokens=24))
+        assert result.text == text
+        assert result.completion_tokens == len(tokens)
+        assert result.prompt_tokens == len(loaded.tokenizer(prompt)["input_ids"])
+        assert result.finish_reason == ("length" if len(tokens) == 24 else "stop")
+
+
+async def test_concurrent_requests_match_sequential_ones(generator: TextGenerator) -> None:
+    requests = [GenerateRequest(prompt=p, max_new_tokens=8 + 4 * i) for i, p in enumerate(PROMPTS)]
+    sequential = [await generator.generate(r) for r in requests]
+    concurrent = await asyncio.gather(*(generator.generate(r) for r in requests * 2))
+    assert [r.text for r in concurrent] == [r.text for r in sequential] * 2
+    assert [r.completion_tokens for r in concurrent] == [r.completion_tokens for r in sequential] * 2
+
+
+async def test_seeded_sampling_is_reproducible(generator: TextGenerator) -> None:
+    def sample(seed: int) -> GenerateRequest:
+        return GenerateRequest(
+            prompt="hello", strategy="sample", temperature=1.5, max_new_tokens=32, seed=seed
+        )
+
+    first = await generator.generate(sample(7))
+    # The same seed reproduces the text even while other requests share the model.
+    noise = [GenerateRequest(prompt=p, strategy="sample", max_new_tokens=16) for p in PROMPTS]
+    again, *_ = await asyncio.gather(generator.generate(sample(7)), *(generator.generate(r) for r in noise))
+    other = await generator.generate(sample(8))
+    assert again.text == first.text
+    assert other.text != first.text
+
+
+async def test_sampling_with_top_k_one_is_greedy(generator: TextGenerator) -> None:
+    greedy = await generator.generate(GenerateRequest(prompt="hello", max_new_tokens=20))
+    for seed in (None, 3):
+        request = GenerateRequest(prompt="hello", strategy="sample", top_k=1, max_new_tokens=20, seed=seed)
+        assert (await generator.generate(request)).text == greedy.text
+
+
+async def test_unseeded_sampling_varies(generator: TextGenerator) -> None:
+    request = GenerateRequest(prompt="hello", strategy="sample", temperature=2.0, max_new_tokens=32)
+    texts = {(await generator.generate(request)).text for _ in range(3)}
+    assert len(texts) > 1
+
+
+async def test_beam_search_equals_model_generate(generator: TextGenerator, loaded: LoadedModel) -> None:
+    tokens, text = reference(loaded, "hello", 16, num_beams=3, do_sample=False, early_stopping=True)
+    result = await generator.generate(
+        GenerateRequest(prompt="hello", strategy="beam", num_beams=3, max_new_tokens=16)
+    )
+    assert result.text == text
+    assert result.completion_tokens == len(tokens)
+    chunks = [
+        c
+        async for c in generator.stream(
+            GenerateRequest(prompt="hello", strategy="beam", num_beams=3, max_new_tokens=16)
+        )
+    ]
+    assert "".join(c.text for c in chunks) == text
+
+
+def _stop_for(text: str) -> str:
+    """A character from the middle of ``text`` that decodes cleanly, to use as a stop sequence."""
+    for index in range(len(text) // 3, len(text)):
+        if text[index] != "\ufffd" and text[index] not in text[:index]:
+            return text[index]
+    pytest.fail(f"no usable stop character in {text!r}")
+
+
+async def test_stop_sequences_cut_the_text(generator: TextGenerator) -> None:
+    full = await generator.generate(GenerateRequest(prompt="The quick brown fox", max_new_tokens=40))
+    stop = _stop_for(full.text)
+    cut = await generator.generate(
+        GenerateRequest(prompt="The quick brown fox", max_new_tokens=40, stop=[stop, "never-appears"])
+    )
+    assert cut.text == full.text[: full.text.index(stop)]
+    assert cut.finish_reason == "stop"
+    assert cut.completion_tokens < full.completion_tokens
+    chunks = [
+        c
+        async for c in generator.stream(
+            GenerateRequest(prompt="The quick brown fox", max_new_tokens=40, stop=[stop])
+        )
+    ]
+    assert "".join(c.text for c in chunks) == cut.text
+    assert chunks[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample"])
+async def test_stream_concatenation_equals_generate(generator: TextGenerator, strategy: str) -> None:
+    request = GenerateRequest(prompt="Once upon a time", strategy=strategy, max_new_tokens=40, seed=11)  # type: ignore[arg-type]
+    result = await generator.generate(request)
+    chunks = [chunk async for chunk in generator.stream(request)]
+    assert "".join(chunk.text for chunk in chunks) == result.text
+    assert all(chunk.finish_reason is None for chunk in chunks[:-1])
+    last = chunks[-1]
+    assert (last.finish_reason, last.prompt_tokens, last.completion_tokens) == (
+        result.finish_reason,
+        result.prompt_tokens,
+        result.completion_tokens,
+    )
+    if generator.backend == "continuous" or strategy == "sample":
+        assert len(chunks) > 5  # really token by token, not one piece at the end
+
+
+async def test_chat_messages_generate(generator: TextGenerator) -> None:
+    result = await generator.generate(
+        GenerateRequest(messages=[{"role": "user", "content": "hi"}], max_new_tokens=5)  # type: ignore[list-item]
+    )
+    assert result.prompt_tokens == len("<|user|>\nhi") + 1 + len("\n<|assistant|>\n")
+    assert result.completion_tokens <= 5
+
+
+async def test_invalid_requests_raise_before_generating(generator: TextGenerator) -> None:
+    with pytest.raises(InvalidRequestError, match="maximum sequence length of 256"):
+        await generator.generate(GenerateRequest(prompt="x" * 200, max_new_tokens=100))
+    with pytest.raises(InvalidRequestError):
+        await generator.generate(GenerateRequest(prompt="x", strategy="greedy", num_beams=4))
+    chunks = generator.stream(GenerateRequest(prompt="x" * 300, max_new_tokens=1))
+    with pytest.raises(InvalidRequestError):
+        await chunks.__anext__()
+
+
+async def test_int8_model_generates_through_the_batcher(tiny_generate_model_dir: Path) -> None:
+    quantized = load_model(ModelSpec(source=f"file://{tiny_generate_model_dir}", quantization="int8"))
+    gen = TextGenerator(quantized, BatchingConfig(), "continuous")
+    try:
+        tokens, text = reference(quantized, "hello", 12, do_sample=False)
+        result = await gen.generate(GenerateRequest(prompt="hello", max_new_tokens=12))
+        assert result.completion_tokens == len(tokens)
+        assert result.text == text
+    finally:
+        gen.close()
+
+
+@pytest.mark.slow
+def test_batching_thread_never_keeps_a_process_alive(tiny_generate_model_dir: Path) -> None:
+    """A process that exits without closing the generator (a crash, a failed test) must still exit."""
+    script = (
+        "import sys\n"
+        "from lmops_runtime.config import BatchingConfig, ModelSpec\n"
+        "from lmops_runtime.engine.generator import TextGenerator\n"
+        "from lmops_runtime.loading import load_model\n"
+        f"loaded = load_model(ModelSpec(source='file://{tiny_generate_model_dir}'))\n"
+        "TextGenerator(loaded, BatchingConfig(), 'continuous')\n"
+        "raise SystemExit('crashing without close()')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "crashing without close()" in done.stderr
