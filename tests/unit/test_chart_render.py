@@ -122,6 +122,8 @@ def test_default_is_clusterwide_two_replicas_with_peering(default_docs: list[dic
         "delete",
     }
     assert grants(default_docs, "clusterkopfpeerings", "kopf.dev") == {"get", "list", "watch", "patch"}
+    # worker bounds are patched into the live RayCluster (KubeRay does not push them, kuberay#4568)
+    assert grants(default_docs, "rayclusters", "ray.io") == {"get", "list", "watch", "patch"}
     assert one(default_docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     assert not kinds(default_docs, "ServiceMonitor") and not kinds(default_docs, "NetworkPolicy")
 

@@ -55,6 +55,7 @@ everywhere (ClusterRole). Each line is there because code uses it:
 - rayservices, controllerrevisions, services, poddisruptionbudgets, networkpolicies: the children, applied
   server-side (create + patch), watched, and deleted when stale.
 - events: kopf and the operator report on objects (core and events.k8s.io).
+- configmaps (get): the canary quality gate reads its evaluation set from spec.rollout.qualityGate.configMapRef.
 */}}
 {{- define "lmops.namespacedRules" -}}
 - apiGroups: ["lmops.io"]
@@ -78,6 +79,9 @@ everywhere (ClusterRole). Each line is there because code uses it:
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

@@ -910,6 +910,27 @@ class AnalysisResult(_StatusModel):
     time: datetime = Field(description="When the analysis ran.")
 
 
+ServingCluster = Literal["primary", "standby"]
+
+
+class StandbyStatus(_StatusModel):
+    """Which cluster the Service sends traffic to, and since when the primary has been unready.
+
+    Kept in status (not in memory) so an operator restart neither restarts nor forgets the countdown.
+    """
+
+    ray_service_name: str = Field(description="Name of the standby RayService.")
+    serving: ServingCluster = Field(
+        "primary", description="Cluster the Service <name> selects: primary or standby."
+    )
+    primary_unready_since: datetime | None = Field(
+        None, description="Since when the primary has had no ready serve endpoints (unset while it has)."
+    )
+    switched_at: datetime | None = Field(None, description="When the Service last switched clusters.")
+    standby_ready: bool = Field(False, description="The standby has at least one ready serve endpoint.")
+    message: str = Field("", description="Why the Service selects this cluster, in words.")
+
+
 class LanguageModelStatus(_StatusModel):
     """Observed state, written by the operator.
 
@@ -966,6 +987,9 @@ class LanguageModelStatus(_StatusModel):
     ray_service_name: str | None = Field(None, description="Name of the RayService the operator manages.")
     cluster_upgrade: str | None = Field(
         None, description="Set while KubeRay replaces the Ray cluster (for example after an image change)."
+    )
+    standby: StandbyStatus | None = Field(
+        None, description="Standby cluster failover state (spec.failover.standby.enabled)."
     )
 
 

@@ -1,0 +1,317 @@
+"""One reconcile of one LanguageModel: read the world, plan, apply what changed, write status and events.
+
+The only side-effecting step between kopf and the pure planner. It re-reads the LanguageModel rather than
+trusting the triggering event's body (a RayService event carries none), serializes reconciles of the same
+model, and writes nothing when nothing changed: children are compared with what was last applied, and the
+status is merge-patched only with the fields that differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lmops_operator import observability
+from lmops_operator.api import (
+    InvalidLanguageModel,
+    LanguageModel,
+    LanguageModelStatus,
+    dump_status,
+    load_language_model,
+)
+from lmops_operator.api.annotations import consumed_patch, read_controls
+from lmops_operator.api.models import QualityGateResult
+from lmops_operator.k8s.client import Kube, KubeError
+from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
+from lmops_operator.k8s.events import post_event
+from lmops_operator.k8s.ray_clusters import sync_ray_clusters
+from lmops_operator.k8s.resources import (
+    CONFIG_MAP,
+    CONTROLLER_REVISION,
+    LANGUAGE_MODEL,
+    RAY_SERVICE,
+    resource_of,
+)
+from lmops_operator.metrics_source import MetricsSource
+from lmops_operator.planning.metrics import MetricsSnapshot
+from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
+from lmops_operator.planning.plan import (
+    BrokenChildren,
+    Observed,
+    Plan,
+    PolicyViolation,
+    degraded_status,
+    failed_status,
+    plan,
+    utcnow,
+)
+from lmops_operator.planning.revision import revision_data, revision_hash
+from lmops_operator.planning.standby import standby_ray_service_name
+from lmops_operator.quality_gate import Evaluator, run_gate_if_due
+from lmops_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcileContext:
+    """What every reconcile shares: the API client, settings, the metrics source and per-model locks."""
+
+    kube: Kube
+    settings: Settings
+    metrics_source: MetricsSource | None = None
+    # Builds the quality gate's evaluator for a model (in a cluster: through its Router); None: the gate
+    # reports Inconclusive and the rollout waits.
+    evaluator_for: Callable[[LanguageModel], Evaluator] | None = None
+    clock: Callable[[], datetime] = utcnow
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What kopf needs to know: retry never (permanent), or check again after ``requeue_after`` seconds."""
+
+    writes: int = 0
+    requeue_after: float | None = None
+    permanent_error: str | None = None
+    phase: str | None = None
+
+
+def _owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+async def _read_metrics(ctx: ReconcileContext, lm: LanguageModel) -> MetricsSnapshot | None:
+    """Router counters, only while a rollout needs them (no HTTP calls for a model at rest)."""
+    status = lm.status
+    if ctx.metrics_source is None or status is None or status.rollout is None:
+        return None
+    try:
+        return await ctx.metrics_source.read(lm)
+    except Exception:
+        log.exception("metrics source failed for %s/%s", lm.metadata.namespace, lm.metadata.name)
+        return None
+
+
+async def _quality_gate(
+    ctx: ReconcileContext, lm: LanguageModel, revisions: list[dict[str, Any]], now: datetime
+) -> QualityGateResult | None:
+    """Run the quality gate when the rollout waits for it (blocking evaluation, so off the event loop)."""
+    namespace = lm.metadata.namespace or "default"
+    data: dict[str, Mapping[str, Any]] = {}
+    for obj in revisions:
+        label = ((obj.get("metadata") or {}).get("labels") or {}).get(REVISION_LABEL)
+        if label and isinstance(obj.get("data"), Mapping):
+            data[label] = obj["data"]
+    target_data = revision_data(lm.spec)
+    target = revision_hash(target_data)
+    data[target] = target_data
+
+    def read_config_map(name: str, key: str) -> str | None:
+        try:
+            config_map = ctx.kube.get(CONFIG_MAP.item(namespace, name)) or {}
+        except KubeError as exc:  # e.g. RBAC without configmaps: the gate waits and the log says why
+            log.warning("quality gate cannot read ConfigMap %s/%s: %s", namespace, name, exc)
+            return None
+        value = (config_map.get("data") or {}).get(key)
+        return value if isinstance(value, str) else None
+
+    evaluator = ctx.evaluator_for(lm) if ctx.evaluator_for is not None else None
+    previous = lm.status or LanguageModelStatus()
+    result: QualityGateResult | None = await asyncio.to_thread(
+        run_gate_if_due, lm.spec, previous, target, data, read_config_map, evaluator, now
+    )
+    return result
+
+
+async def _patch_status(ctx: ReconcileContext, body: Mapping[str, Any], status: LanguageModelStatus) -> int:
+    meta = body["metadata"]
+    patch = merge_patch(body.get("status") or {}, dump_status(status))
+    if not patch:
+        return 0
+    path = LANGUAGE_MODEL.item(meta["namespace"], meta["name"]) + "/status"
+    await _call(ctx.kube.merge_patch, path, {"status": patch})
+    return 1
+
+
+def _previous_status(body: Mapping[str, Any]) -> LanguageModelStatus:
+    """The stored status, or an empty one when it cannot be parsed (it is then rewritten whole)."""
+    try:
+        return LanguageModelStatus.model_validate(body.get("status") or {})
+    except ValueError:
+        return LanguageModelStatus()
+
+
+def _generation(body: Mapping[str, Any]) -> int | None:
+    value = (body.get("metadata") or {}).get("generation")
+    return value if isinstance(value, int) else None
+
+
+async def _refuse(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
+    """A spec the operator will not act on: Failed status and one Warning event per distinct reason."""
+    now = ctx.clock()
+    previous = _previous_status(body)
+    status = failed_status(previous, _generation(body), reason, message, now)
+    old_ready = next((c for c in previous.conditions or [] if c.type == "Ready"), None)
+    writes = await _patch_status(ctx, body, status)
+    if old_ready is None or old_ready.reason != reason or old_ready.message != message:
+        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        writes += 1
+    return Outcome(writes=writes, permanent_error=f"{reason}: {message}", phase="Failed")
+
+
+async def _degrade(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, message: str) -> Outcome:
+    """Children the planner cannot build on: Degraded with the reason, children left alone."""
+    now = ctx.clock()
+    previous = _previous_status(body)
+    status = degraded_status(previous, _generation(body), reason, message, now)
+    writes = await _patch_status(ctx, body, status)
+    old = next((c for c in previous.conditions or [] if c.type == "Degraded"), None)
+    if old is None or old.reason != reason or old.message != message:
+        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        writes += 1
+    return Outcome(writes=writes, phase="Degraded")
+
+
+async def _apply(ctx: ReconcileContext, lm: LanguageModel, result: Plan, body: Mapping[str, Any]) -> int:
+    namespace = lm.metadata.namespace or "default"
+    writes = 0
+    now = ctx.clock()
+    for desired in result.objects:
+        resource = resource_of(desired)
+        path = resource.item(namespace, desired["metadata"]["name"])
+        live = await _call(ctx.kube.get, path)
+        if not needs_apply(desired, live):
+            continue
+        applied = await _call(ctx.kube.apply, path, with_applied_hash(desired))
+        writes += 1
+        verb = "Created" if live is None else "Updated"
+        if resource.kind == "ControllerRevision":
+            created = (applied.get("metadata") or {}).get("creationTimestamp")
+            _fix_created_at(result.status, result.target_revision, created)
+            continue  # RevisionCreated already says it
+        log.info("%s %s %s/%s", verb.lower(), resource.kind, namespace, desired["metadata"]["name"])
+        await _call(
+            post_event,
+            ctx.kube,
+            dict(body),
+            "Normal",
+            f"{resource.kind}{verb}",
+            f"{resource.kind} {desired['metadata']['name']} {verb.lower()}",
+            now,
+        )
+    for name in result.stale_revisions:
+        if await _call(ctx.kube.delete, CONTROLLER_REVISION.item(namespace, name)):
+            writes += 1
+            await _call(
+                post_event,
+                ctx.kube,
+                dict(body),
+                "Normal",
+                "RevisionPruned",
+                f"ControllerRevision {name} deleted (past revisionHistoryLimit)",
+                now,
+            )
+    return writes
+
+
+def _fix_created_at(status: LanguageModelStatus, revision: str, created: Any) -> None:
+    """Use the server's creationTimestamp for a new revision, so the next reconcile sees no difference."""
+    if not isinstance(created, str):
+        return
+    stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    for summary in status.revisions or []:
+        if summary.name == revision:
+            summary.created_at = stamp
+
+
+async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
+    """Reconcile LanguageModel ``namespace/name``; API errors propagate (kopf retries them)."""
+    async with ctx.lock(namespace, name):
+        started = time.monotonic()
+        try:
+            outcome = await _reconcile(ctx, namespace, name)
+        except Exception:
+            observability.RECONCILE_ERRORS.inc()
+            raise
+        finally:
+            observability.RECONCILE_DURATION.observe(time.monotonic() - started)
+            observability.RECONCILES.inc()
+        return outcome
+
+
+async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
+    body = await _call(ctx.kube.get, LANGUAGE_MODEL.item(namespace, name))
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Outcome()
+    try:
+        lm = load_language_model(body)
+    except InvalidLanguageModel as exc:
+        return await _refuse(ctx, body, "InvalidSpec", str(exc))
+    uid = lm.metadata.uid
+    ray_service = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, ray_service_name(name)))
+    if ray_service is not None and not _owned_by(ray_service, uid):
+        return await _degrade(
+            ctx,
+            body,
+            "RayServiceNotOwned",
+            f"RayService {ray_service_name(name)} exists but is not owned by this LanguageModel",
+        )
+    standby_name = standby_ray_service_name(name)
+    standby = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, standby_name))
+    if standby is not None and not _owned_by(standby, uid):
+        standby = None
+    revisions = [
+        r
+        for r in await _call(
+            ctx.kube.list, CONTROLLER_REVISION.collection(namespace), f"{MODEL_LABEL}={name}"
+        )
+        if _owned_by(r, uid)
+    ]
+    annotations = lm.metadata.annotations or {}
+    now = ctx.clock()
+    observed = Observed(
+        now=now,
+        ray_service=ray_service,
+        controller_revisions=revisions,
+        metrics=await _read_metrics(ctx, lm),
+        controls=read_controls(annotations),
+        quality=await _quality_gate(ctx, lm, revisions, now),
+        standby_ray_service=standby,
+    )
+    try:
+        result = plan(lm, observed, ctx.settings)
+    except PolicyViolation as exc:
+        return await _refuse(ctx, body, exc.reason, exc.message)
+    except BrokenChildren as exc:
+        return await _degrade(ctx, body, "BrokenChildren", str(exc))
+    writes = await _apply(ctx, lm, result, body)
+    writes += await sync_ray_clusters(
+        ctx.kube,
+        namespace,
+        result.objects,
+        {ray_service_name(name): ray_service, standby_name: standby},
+        result.obsolete_ray_services,
+    )
+    writes += await _patch_status(ctx, body, result.status)
+    consumed = consumed_patch(annotations)
+    if consumed is not None:
+        await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed)
+        writes += 1
+    for kind, reason, message in result.events:
+        await _call(post_event, ctx.kube, dict(body), kind, reason, message, observed.now)
+        writes += 1
+    return Outcome(writes=writes, requeue_after=result.requeue_after, phase=result.status.phase)

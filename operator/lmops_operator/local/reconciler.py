@@ -1,0 +1,325 @@
+"""The local reconciler: one LanguageModel on a local Ray, reconciled with the operator's own planner pieces.
+
+Each ``reconcile`` reads the local Serve application statuses and the Router's /stats, calls
+``decide_traffic`` exactly as the operator does, builds the serve config with ``build_serve_config`` and
+deploys it, then writes the status to the state file. ``run`` repeats that until the rollout settles.
+
+Retiring a revision drains it first: the Router is reconfigured to stop sending it traffic while its
+application still runs, and the application is deleted only once the Router reports the new weights, so
+no call is routed to a revision that is already going away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary, load_language_model
+from lmops_operator.api.models import QualityGateResult
+from lmops_operator.local import state as store
+from lmops_operator.metrics_source import read_router_stats
+from lmops_operator.planning import status as st
+from lmops_operator.planning.metrics import MetricsSnapshot
+from lmops_operator.planning.revision import revision_data, revision_hash
+from lmops_operator.planning.serve_config import build_serve_config
+from lmops_operator.planning.traffic import Controls, Event, TrafficDecision, TrafficInput, decide_traffic
+from lmops_operator.quality_gate import Evaluator, run_gate_if_due
+from lmops_runtime import config as contract
+from lmops_runtime import local as runtime_local
+
+# Longest wait for the Router to report new weights before a retired revision's application is deleted.
+DRAIN_TIMEOUT_S = 15.0
+# Local reconciles run at least this often while something is moving (the operator uses requeue_after).
+LOCAL_POLL_S = 1.0
+
+
+class LocalRolloutError(RuntimeError):
+    """The model cannot be served locally as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """The outcome of one reconcile."""
+
+    target: str
+    decision: TrafficDecision
+    status: LanguageModelStatus
+    events: list[Event]
+    settled: bool
+    failed: str | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def localize(document: dict[str, Any], local_gpus: int) -> dict[str, Any]:
+    """Adapt the cluster's serve config to one machine: pod-sized CPU and memory reservations would not fit
+    beside each other on a laptop (two revisions at once), so replicas reserve no CPU or memory here, and
+    GPUs only as far as this machine has them."""
+    out: dict[str, Any] = json.loads(json.dumps(document))
+    for app in out["applications"]:
+        for deployment in app.get("deployments", []):
+            options = dict(deployment.get("ray_actor_options") or {})
+            options.pop("memory", None)
+            options["num_cpus"] = 0
+            gpus = int(options.get("num_gpus", 0) or 0)
+            if gpus:
+                options["num_gpus"] = min(gpus, local_gpus)
+            deployment["ray_actor_options"] = options
+    return out
+
+
+def _digest(document: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def _apps_view(apps: Mapping[str, Any]) -> st.RayServiceView:
+    states = {
+        name: st.AppState(str(a.get("status", "")), str(a.get("message", ""))) for name, a in apps.items()
+    }
+    router = states.get(contract.ROUTER_APP)
+    return st.RayServiceView(
+        exists=True, ready=router is not None and router.status == st.RUNNING, apps=states
+    )
+
+
+def _serve_apps() -> dict[str, Any]:
+    """Local Serve application statuses; empty before Serve was ever started."""
+    try:
+        return runtime_local.status()
+    except Exception:
+        return {}
+
+
+@dataclass
+class LocalReconciler:
+    """Reconciles the model recorded in the state file at ``path``; the I/O functions are injectable."""
+
+    path: Path | None = None
+    deploy: Callable[..., int] = runtime_local.deploy
+    serve_apps: Callable[[], dict[str, Any]] = _serve_apps
+    read_stats: Callable[[str], MetricsSnapshot | None] = read_router_stats
+    router_weights: Callable[[str], dict[str, int] | None] = field(default=lambda url: _stats_weights(url))
+    evaluator: Evaluator | None = None
+    now: Callable[[], datetime] = utcnow
+    local_gpus: int = 0
+    events: list[Event] = field(default_factory=list)
+
+    # ---- the applied object ------------------------------------------------------------------------
+
+    def apply(
+        self,
+        manifest: Mapping[str, Any],
+        http_port: int,
+        host: str = "127.0.0.1",
+        config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> LanguageModel:
+        """Record a (new or changed) LanguageModel manifest, as ``kubectl apply`` would; validates it."""
+        lm = load_language_model({k: v for k, v in manifest.items() if k != "status"})
+        current = store.load(self.path)
+        if current is not None and current.name != lm.metadata.name:
+            raise LocalRolloutError(
+                f"model {current.name!r} is already running locally; run `lmops down` before starting "
+                f"{lm.metadata.name!r} (one model per local Ray: the Router application is shared)"
+            )
+        body = lm.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"status"})
+        if current is None:
+            current = store.LocalState(manifest=body, http_port=http_port, host=host)
+        else:
+            current.manifest = body
+        if config_maps is not None:
+            current.config_maps = {k: dict(v) for k, v in config_maps.items()}
+        store.save(current, self.path)
+        return lm
+
+    def state(self) -> store.LocalState:
+        current = store.load(self.path)
+        if current is None:
+            raise LocalRolloutError("no local model: run `lmops up FILE` first")
+        return current
+
+    # ---- one reconcile -----------------------------------------------------------------------------
+
+    def reconcile(self, controls: Controls | None = None) -> LocalStep:
+        state = self.state()
+        now = self.now()
+        lm = load_language_model({**state.manifest, "status": state.status or None})
+        spec = lm.spec
+        previous = lm.status or LanguageModelStatus()
+        target_data = revision_data(spec)
+        target = revision_hash(target_data)
+        created = self._record_revision(state, target, target_data, now)
+
+        apps = self.serve_apps()
+        view = _apps_view(apps)
+        deployed = set(_revisions_of(state.deployed_apps))
+        deployed |= {t.revision for t in previous.traffic or []}
+        health = st.revision_health(view, sorted(deployed))
+        metrics = None
+        if view.ready:
+            metrics = self.read_stats(f"http://{state.host}:{state.http_port}/stats")
+        quality = self._quality_gate(lm, state, previous, target)
+
+        decision = decide_traffic(
+            TrafficInput(
+                spec=spec,
+                status=previous,
+                target_revision=target,
+                health=health,
+                metrics=metrics,
+                controls=controls or Controls(),
+                now=now,
+                quality=quality,
+            )
+        )
+        data = {r: state.revisions[r].data for r in decision.weights}
+        document = localize(build_serve_config(lm, decision, data, target_revision=target), self.local_gpus)
+        self._deploy(state, document, decision)
+
+        full_health = {**health, **st.revision_health(view, [r for r in decision.weights if r not in health])}
+        status = decision.status.model_copy(deep=True)
+        assessment = st.assess(spec, status, target, view, full_health)
+        status.phase = assessment.phase
+        status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, now)
+        status.replicas = st.replicas(spec, decision.weights, full_health, decision.fallback)
+        status.endpoint = f"http://{state.host}:{state.http_port}/v1"
+        status.revisions = self._history(state, spec.rollout.revision_history_limit, set(decision.weights))
+        state.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        store.save(state, self.path)
+
+        events = created + list(decision.events)
+        if previous.phase != assessment.phase and assessment.phase in ("Degraded", "Failed", "Paused"):
+            events.append(("Warning", assessment.phase, assessment.message))
+        self.events += events
+        failed = None
+        if status.stable_revision is None and target in full_health and full_health[target].failed:
+            failed = full_health[target].message or f"revision {target} failed"
+        rollout = status.rollout
+        settled = failed is None and (
+            (rollout is None and status.stable_revision is not None and status.canary_revision is None)
+            or (rollout is not None and rollout.state in ("Aborted", "Paused"))
+        )
+        return LocalStep(target, decision, status, events, settled, failed)
+
+    def run(
+        self,
+        timeout_s: float,
+        on_step: Callable[[LocalStep], None] | None = None,
+        controls: Controls | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> LocalStep:
+        """Reconcile until the rollout settles (served, aborted or paused); raise on failure or timeout."""
+        deadline = time.monotonic() + timeout_s
+        step = self.reconcile(controls)
+        while True:
+            if on_step is not None:
+                on_step(step)
+            if step.failed is not None:
+                raise LocalRolloutError(f"revision {step.target} failed: {step.failed}")
+            if step.settled:
+                return step
+            if time.monotonic() > deadline:
+                raise LocalRolloutError(
+                    f"not settled after {timeout_s:.0f} s (phase {step.status.phase}); the state is kept, "
+                    "run `lmops up` again to continue or `lmops down` to stop"
+                )
+            wait = step.decision.requeue_after if step.decision.requeue_after is not None else LOCAL_POLL_S
+            sleep(max(0.05, min(wait, LOCAL_POLL_S)))
+            step = self.reconcile()
+
+    # ---- helpers -----------------------------------------------------------------------------------
+
+    def _record_revision(
+        self, state: store.LocalState, target: str, data: dict[str, Any], now: datetime
+    ) -> list[Event]:
+        """Number revisions as ControllerRevisions are numbered: a spec going back gets the next number."""
+        highest = max((r.number for r in state.revisions.values()), default=0)
+        existing = state.revisions.get(target)
+        if existing is None:
+            state.revisions[target] = store.LocalRevision(number=highest + 1, data=data, created_at=now)
+            source = data["model"].get("source")
+            return [("Normal", "RevisionCreated", f"revision {target} (#{highest + 1}) of {source}")]
+        if existing.number < highest and state.status.get("stableRevision") != target:
+            existing.number = highest + 1
+            return [("Normal", "RevisionRestored", f"revision {target} is current again as #{highest + 1}")]
+        return []
+
+    def _history(self, state: store.LocalState, limit: int, protected: set[str]) -> list[RevisionSummary]:
+        ordered = sorted(state.revisions.items(), key=lambda kv: kv[1].number, reverse=True)
+        kept = {name for i, (name, _) in enumerate(ordered) if i < limit or name in protected}
+        state.revisions = {name: rev for name, rev in state.revisions.items() if name in kept}
+        return [
+            RevisionSummary(
+                name=name,
+                number=rev.number,
+                created_at=rev.created_at,
+                source=rev.data["model"].get("source"),
+            )
+            for name, rev in sorted(state.revisions.items(), key=lambda kv: kv[1].number)
+        ]
+
+    def _deploy(self, state: store.LocalState, document: dict[str, Any], decision: TrafficDecision) -> None:
+        digest = _digest(document)
+        if digest == state.document_digest:
+            return
+        new_apps = [app["name"] for app in document["applications"]]
+        retired = [name for name in state.deployed_apps if name not in new_apps]
+        if retired and state.document:
+            old = {app["name"]: app for app in state.document.get("applications", [])}
+            keep = [old[name] for name in retired if name in old]
+            interim = {**document, "applications": [*document["applications"], *keep]}
+            self._deploy_document(state, interim)
+            self._wait_router_weights(state, decision.weights)
+        self._deploy_document(state, document)
+        state.deployed_apps = new_apps
+        state.document = document
+        state.document_digest = digest
+
+    def _deploy_document(self, state: store.LocalState, document: dict[str, Any]) -> None:
+        try:
+            port = self.deploy(document, http_port=state.http_port, host=state.host)
+        except runtime_local.LocalModeError as exc:
+            raise LocalRolloutError(str(exc)) from None
+        state.http_port = port
+
+    def _wait_router_weights(self, state: store.LocalState, weights: Mapping[str, int]) -> None:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        url = f"http://{state.host}:{state.http_port}/stats"
+        while time.monotonic() < deadline:
+            body = self.router_weights(url)
+            if body is not None and body == dict(weights):
+                return
+            time.sleep(0.2)
+
+    def _quality_gate(
+        self, lm: LanguageModel, state: store.LocalState, previous: LanguageModelStatus, target: str
+    ) -> QualityGateResult | None:
+        def read(name: str, key: str) -> str | None:
+            return state.config_maps.get(name, {}).get(key)
+
+        data = {name: rev.data for name, rev in state.revisions.items()}
+        return run_gate_if_due(lm.spec, previous, target, data, read, self.evaluator, self.now())
+
+
+def _revisions_of(apps: list[str]) -> list[str]:
+    prefix = contract.server_app_name("")
+    return [name.removeprefix(prefix) for name in apps if name.startswith(prefix)]
+
+
+def _stats_weights(url: str) -> dict[str, int] | None:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=2.0)
+        response.raise_for_status()
+        weights = response.json().get("weights")
+        return {str(k): int(v) for k, v in weights.items()} if isinstance(weights, dict) else None
+    except (httpx.HTTPError, ValueError):
+        return None

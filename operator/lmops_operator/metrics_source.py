@@ -1,0 +1,164 @@
+"""Where canary analysis gets the Router's per-revision counters: its GET /stats (default), or Prometheus.
+
+Both return a ``MetricsSnapshot`` of cumulative counters, or None when nothing can be read (the analysis
+then reports Inconclusive rather than failing a canary for a monitoring outage).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from lmops_operator.api.models import LanguageModel
+from lmops_operator.planning.metrics import MetricsSnapshot, RevisionMetrics
+from lmops_operator.planning.names import service_name
+
+log = logging.getLogger(__name__)
+ROUTER_PORT = 8000
+TIMEOUT_S = 5.0
+
+
+class MetricsSource(Protocol):
+    async def read(self, lm: LanguageModel) -> MetricsSnapshot | None: ...
+
+
+def router_stats_url(lm: LanguageModel, port: int = ROUTER_PORT) -> str:
+    """The Router's stats endpoint behind the model's stable Service (the one users call)."""
+    namespace = lm.metadata.namespace or "default"
+    return f"http://{service_name(lm.metadata.name)}.{namespace}.svc:{port}/stats"
+
+
+class RouterStatsSource:
+    """Reads GET /stats from the Router; ``url_for`` maps a model to the URL (in-cluster DNS by default)."""
+
+    def __init__(
+        self,
+        url_for: Callable[[LanguageModel], str] = router_stats_url,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url_for = url_for
+        self.headers = dict(headers or {})
+        self.timeout_s = timeout_s
+        self.transport = transport
+
+    async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
+        url = self.url_for(lm)
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport) as client:
+                response = await client.get(url, headers=self.headers)
+                response.raise_for_status()
+                return MetricsSnapshot.from_stats(response.json())
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.info("router stats unavailable at %s: %s", url, exc)
+            return None
+
+
+def read_router_stats(url: str, timeout_s: float = TIMEOUT_S) -> MetricsSnapshot | None:
+    """Blocking form for local mode and the CLI."""
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+        response.raise_for_status()
+        return MetricsSnapshot.from_stats(response.json())
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+class PrometheusSource:
+    """Reads the Router's series through Prometheus' HTTP API (``/api/v1/query``).
+
+    The default names are those of the Router's own GET /metrics (``lmops_requests_total``,
+    ``lmops_request_duration_seconds_bucket``), scraped per model; ``selector`` holds the label matchers
+    that pick one model's Router (by default ``service="<name>"``, the label Prometheus' Kubernetes
+    service discovery usually sets). The series are cumulative counters, so windowing works as for /stats;
+    a Router stats reset shows as a counter drop, which ``MetricsSnapshot.delta`` treats as a reset.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        selector: Callable[[LanguageModel], str] | None = None,
+        requests_metric: str = "lmops_requests_total",
+        latency_metric: str = "lmops_request_duration_seconds_bucket",
+        timeout_s: float = TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.transport = transport
+        self.base_url = base_url.rstrip("/")
+        self.selector = selector or (lambda lm: f'service="{service_name(lm.metadata.name)}"')
+        self.requests_metric = requests_metric
+        self.latency_metric = latency_metric
+        self.timeout_s = timeout_s
+
+    def _query_text(self, metric: str, by: str, lm: LanguageModel) -> str:
+        return f"sum by ({by}) ({metric}{{{self.selector(lm)}}})"
+
+    async def _query(self, client: httpx.AsyncClient, query: str) -> list[dict[str, Any]]:
+        response = await client.get(f"{self.base_url}/api/v1/query", params={"query": query})
+        response.raise_for_status()
+        body = response.json()
+        if body.get("status") != "success":
+            raise ValueError(f"prometheus: {body.get('error', 'query failed')}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport) as client:
+                requests = await self._query(
+                    client, self._query_text(self.requests_metric, "revision, code", lm)
+                )
+                buckets = await self._query(client, self._query_text(self.latency_metric, "revision, le", lm))
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log.info("prometheus unavailable at %s: %s", self.base_url, exc)
+            return None
+        return snapshot_from_prometheus(self.base_url, requests, buckets)
+
+
+def snapshot_from_prometheus(
+    epoch: str, requests: list[dict[str, Any]], buckets: list[dict[str, Any]]
+) -> MetricsSnapshot:
+    """Build a snapshot from instant-vector results (``metric`` labels, ``value`` [time, "number"])."""
+    codes: dict[str, dict[str, float]] = {}
+    for series in requests:
+        labels = series["metric"]
+        codes.setdefault(labels["revision"], {})[labels.get("code", "")] = float(series["value"][1])
+    per_le: dict[str, dict[float, float]] = {}
+    for series in buckets:
+        labels = series["metric"]
+        le = labels["le"]
+        bound = math.inf if le in ("+Inf", "Inf") else float(le)
+        per_le.setdefault(labels["revision"], {})[bound] = float(series["value"][1])
+    bounds = sorted({b for rev in per_le.values() for b in rev if not math.isinf(b)})
+    revisions: dict[str, RevisionMetrics] = {}
+    for rev in sorted(set(codes) | set(per_le)):
+        rev_codes = codes.get(rev, {})
+        le_counts = per_le.get(rev, {})
+        cumulative = tuple(int(le_counts.get(b, 0)) for b in [*bounds, math.inf])
+        revisions[rev] = RevisionMetrics(
+            requests=int(sum(rev_codes.values())),
+            errors=int(sum(n for c, n in rev_codes.items() if c.startswith("5"))),
+            buckets=cumulative,
+        )
+    return MetricsSnapshot(epoch=epoch, time=datetime.now(UTC), bounds=tuple(bounds), revisions=revisions)
+
+
+class FakeMetricsSource:
+    """For tests: returns whatever snapshot was last set (None: unreadable), counting reads."""
+
+    def __init__(self, snapshot: MetricsSnapshot | None = None) -> None:
+        self.snapshot = snapshot
+        self.reads = 0
+
+    def set(self, snapshot: MetricsSnapshot | None) -> None:
+        self.snapshot = snapshot
+
+    async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
+        self.reads += 1
+        return self.snapshot

@@ -1,0 +1,167 @@
+"""Per-revision Router counters as the operator sees them: parsed from GET /stats, differenced into windows.
+
+The Router serves cumulative totals since its stats actor started (``epoch``); canary analysis needs what
+happened in one window, so it subtracts an older snapshot. A new epoch (the actor restarted) or a counter
+that went down means a reset: the newer totals are then the whole window. The older snapshot is kept in the
+LanguageModel status (``MetricsBaseline``), so an operator restart loses no window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lmops_operator.api.models import MetricsBaseline, RevisionCounts
+
+
+@dataclass(frozen=True)
+class RevisionMetrics:
+    """Counters of one revision; ``buckets`` are cumulative counts per bound of ``bounds`` plus +Inf."""
+
+    requests: int = 0
+    errors: int = 0
+    buckets: tuple[int, ...] = ()
+    latency_sum: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    healthy: bool = True
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Cumulative per-revision counters read at ``time``; ``bounds``: latency bucket bounds in seconds."""
+
+    epoch: str
+    time: datetime
+    bounds: tuple[float, ...]
+    revisions: Mapping[str, RevisionMetrics] = field(default_factory=dict)
+
+    def get(self, revision: str) -> RevisionMetrics:
+        return self.revisions.get(revision) or RevisionMetrics(buckets=(0,) * (len(self.bounds) + 1))
+
+    def p95_seconds(self, revision: str) -> float | None:
+        return quantile(self.bounds, self.get(revision).buckets, 0.95)
+
+    def delta(self, older: MetricsSnapshot | None) -> MetricsSnapshot:
+        """Counters accumulated since ``older``; the whole totals when there was a reset (or no older)."""
+        if older is None or older.epoch != self.epoch or older.bounds != self.bounds:
+            return self
+        out: dict[str, RevisionMetrics] = {}
+        for name, now in self.revisions.items():
+            before = older.revisions.get(name)
+            if before is None:
+                out[name] = now
+                continue
+            buckets = tuple(a - b for a, b in zip(now.buckets, before.buckets, strict=False))
+            if now.requests < before.requests or any(n < 0 for n in buckets):
+                out[name] = now  # this revision's counters went down: treat as reset
+                continue
+            out[name] = RevisionMetrics(
+                requests=now.requests - before.requests,
+                errors=max(0, now.errors - before.errors),
+                buckets=buckets,
+                latency_sum=max(0.0, now.latency_sum - before.latency_sum),
+                prompt_tokens=max(0, now.prompt_tokens - before.prompt_tokens),
+                completion_tokens=max(0, now.completion_tokens - before.completion_tokens),
+                healthy=now.healthy,
+            )
+        return MetricsSnapshot(self.epoch, self.time, self.bounds, out)
+
+    def baseline(self, revisions: list[str]) -> MetricsBaseline:
+        """The status form of this snapshot, restricted to ``revisions`` to keep the status small."""
+        return MetricsBaseline(
+            epoch=self.epoch,
+            time=self.time,
+            latency_bounds_seconds=list(self.bounds),
+            revisions=[
+                RevisionCounts(
+                    revision=name,
+                    requests=self.get(name).requests,
+                    errors=self.get(name).errors,
+                    latency_buckets=list(self.get(name).buckets),
+                )
+                for name in sorted(set(revisions))
+            ],
+        )
+
+    @classmethod
+    def from_baseline(cls, baseline: MetricsBaseline) -> MetricsSnapshot:
+        """Inverse of ``baseline`` (latency sums and tokens are not kept: analysis does not use them)."""
+        return cls(
+            epoch=baseline.epoch,
+            time=baseline.time,
+            bounds=tuple(baseline.latency_bounds_seconds),
+            revisions={
+                c.revision: RevisionMetrics(
+                    requests=c.requests, errors=c.errors, buckets=tuple(c.latency_buckets)
+                )
+                for c in baseline.revisions
+            },
+        )
+
+    @classmethod
+    def from_stats(cls, body: Mapping[str, Any], now: datetime | None = None) -> MetricsSnapshot:
+        """Parse the Router's GET /stats body (lmops_runtime.router.stats.revision_json per revision)."""
+        bounds: tuple[float, ...] | None = None
+        revisions: dict[str, RevisionMetrics] = {}
+        for name, rev in dict(body.get("revisions") or {}).items():
+            latency = rev.get("latency_seconds") or {}
+            rev_bounds, counts = _parse_buckets(latency.get("buckets") or [])
+            if bounds is None:
+                bounds = rev_bounds
+            elif rev_bounds != bounds:
+                raise ValueError(f"revision {name}: latency buckets differ from the other revisions")
+            tokens = rev.get("tokens") or {}
+            revisions[str(name)] = RevisionMetrics(
+                requests=int(rev.get("requests", 0)),
+                errors=int(rev.get("errors", 0)),
+                buckets=counts,
+                latency_sum=float(latency.get("sum", 0.0)),
+                prompt_tokens=int(tokens.get("prompt", 0)),
+                completion_tokens=int(tokens.get("completion", 0)),
+                healthy=bool(rev.get("healthy", True)),
+            )
+        at = now
+        if at is None:
+            stamp = body.get("now")
+            at = datetime.fromtimestamp(float(stamp), UTC) if stamp is not None else datetime.now(UTC)
+        return cls(epoch=str(body.get("epoch", "")), time=at, bounds=bounds or (), revisions=revisions)
+
+
+def _parse_buckets(items: list[Mapping[str, Any]]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """``[{"le": 0.005, "count": 3}, ..., {"le": "+Inf", "count": n}]`` -> (finite bounds, counts)."""
+    bounds: list[float] = []
+    counts: list[int] = []
+    for item in items:
+        le = item["le"]
+        bound = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+        if not math.isinf(bound):
+            bounds.append(bound)
+        counts.append(int(item["count"]))
+    if items and len(counts) != len(bounds) + 1:
+        raise ValueError("latency buckets must end with exactly one +Inf bucket")
+    return tuple(bounds), tuple(counts)
+
+
+def quantile(bounds: tuple[float, ...], cumulative: tuple[int, ...], q: float) -> float | None:
+    """A quantile from cumulative bucket counts, interpolated within the bucket as Prometheus does."""
+    if not cumulative or cumulative[-1] <= 0:
+        return None
+    total = cumulative[-1]
+    rank = q * total
+    previous = 0
+    for i, count in enumerate(cumulative):
+        if count >= rank and count > previous:
+            if i >= len(bounds):
+                return bounds[-1] if bounds else None
+            lower = bounds[i - 1] if i > 0 else 0.0
+            return lower + (bounds[i] - lower) * (rank - previous) / (count - previous)
+        previous = count
+    return bounds[-1] if bounds else None

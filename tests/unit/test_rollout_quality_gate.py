@@ -1,0 +1,130 @@
+"""The quality gate: evaluation-set parsing, the degradation rule, and the gate inside a local rollout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.unit.rollout_helpers import T0
+from tests.unit.test_rollout_local import FakeServe
+
+from lmops_operator.api.models import QualityGateSpec
+from lmops_operator.local.reconciler import LocalReconciler
+from lmops_operator.quality_gate import Example, compare, evaluate_gate, parse_eval_set
+
+
+def test_parse_eval_set() -> None:
+    text = '{"text": "good", "label": "pos"}\n\n{"text": "bad", "label": "neg"}\n'
+    assert parse_eval_set(text, "accuracy") == [Example("good", "pos"), Example("bad", "neg")]
+    assert parse_eval_set('{"text": "abc"}', "perplexity") == [Example("abc")]
+    for bad, words in [
+        ('{"text": "x"}', "label"),
+        ("not json", "line 1"),
+        ('{"label": "x"}\n', "text"),
+        ("", "empty"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            parse_eval_set(bad, "accuracy")
+
+
+@pytest.mark.parametrize(
+    ("metric", "canary", "stable", "limit", "degradation", "passed"),
+    [
+        ("accuracy", 0.9, 0.9, 0.02, 0.0, True),
+        ("accuracy", 0.95, 0.9, 0.0, -0.0556, True),
+        ("accuracy", 0.88, 0.9, 0.02, 0.0222, False),
+        ("accuracy", 0.89, 0.9, 0.02, 0.0111, True),
+        ("perplexity", 10.0, 10.0, 0.0, 0.0, True),
+        ("perplexity", 10.5, 10.0, 0.02, 0.05, False),
+        ("perplexity", 9.0, 10.0, 0.0, -0.1, True),
+        ("accuracy", 0.1, 0.0, 0.02, 0.0, True),
+    ],
+)
+def test_compare(
+    metric: Any, canary: float, stable: float, limit: float, degradation: float, passed: bool
+) -> None:
+    got, ok = compare(metric, canary, stable, limit)
+    assert round(got, 4) == degradation and ok is passed
+
+
+class FakeEvaluator:
+    def __init__(self, scores: Mapping[str, float], broken: bool = False) -> None:
+        self.scores = scores
+        self.broken = broken
+        self.calls: list[str] = []
+
+    def accuracy(self, revision: str, data: Mapping[str, Any], examples: list[Example]) -> float:
+        self.calls.append(revision)
+        return self.scores[data["model"]["source"]]
+
+    def perplexity(self, revision: str, data: Mapping[str, Any], texts: list[str]) -> float:
+        self.calls.append(revision)
+        if self.broken:
+            raise RuntimeError("model exploded")
+        return self.scores[data["model"]["source"]]
+
+
+def test_evaluate_gate_reports_failures_as_inconclusive() -> None:
+    gate = QualityGateSpec.model_validate(
+        {"configMapRef": {"name": "e", "key": "k"}, "metric": "perplexity", "maxDegradation": 0.1}
+    )
+    data = {"a": {"model": {"source": "file:///a"}}, "b": {"model": {"source": "file:///b"}}}
+    ok = evaluate_gate(
+        gate, "b", "a", data, [Example("x")], FakeEvaluator({"file:///a": 10, "file:///b": 10.5}), T0
+    )
+    assert ok.verdict == "Pass" and ok.stable == 10 and ok.canary == 10.5 and ok.samples == 1
+    bad = evaluate_gate(
+        gate, "b", "a", data, [Example("x")], FakeEvaluator({"file:///a": 10, "file:///b": 12}), T0
+    )
+    assert bad.verdict == "Fail" and "exceeds" in bad.message
+    broken = evaluate_gate(gate, "b", "a", data, [Example("x")], FakeEvaluator({}, broken=True), T0)
+    assert broken.verdict == "Inconclusive" and "exploded" in broken.message
+
+
+def _manifest(source: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "m"},
+        "spec": {
+            "model": {"source": source, "task": "classify", "labels": ["neg", "pos"]},
+            "runtime": {"gpus": 0},
+            "rollout": {
+                "steps": [{"weight": 50, "pauseSeconds": 0}],
+                "qualityGate": {
+                    "configMapRef": {"name": "evals", "key": "set.jsonl"},
+                    "metric": "accuracy",
+                    "maxDegradation": 0.05,
+                },
+            },
+        },
+    }
+
+
+@pytest.mark.parametrize(("canary_accuracy", "state"), [(0.9, "Progressing"), (0.5, "Aborted")])
+def test_gate_runs_in_a_local_rollout_before_any_traffic(
+    tmp_path: Path, canary_accuracy: float, state: str
+) -> None:
+    serve = FakeServe()
+    evaluator = FakeEvaluator({"file:///a": 0.9, "file:///b": canary_accuracy})
+    rec = LocalReconciler(
+        path=tmp_path / "s.json",
+        deploy=serve.deploy,
+        serve_apps=serve.serve_apps,
+        read_stats=serve.read_stats,
+        router_weights=lambda url: serve.router_weights,
+        now=lambda: serve.clock,
+        evaluator=evaluator,
+    )
+    maps = {"evals": {"set.jsonl": '{"text": "a", "label": "pos"}\n{"text": "b", "label": "neg"}'}}
+    rec.apply(_manifest("file:///a"), http_port=9000, config_maps=maps)
+    rec.run(timeout_s=5, sleep=lambda s: None)
+    assert evaluator.calls == []  # first deploy: nothing to compare with
+    rec.apply(_manifest("file:///b"), http_port=9000)
+    steps = [rec.reconcile() for _ in range(4)]
+    gate_step = next(s for s in steps if s.status.rollout and s.status.rollout.state == "QualityGate")
+    assert gate_step.decision.weights[gate_step.target] == 0
+    final = steps[-1].status
+    assert final.rollout is not None and final.rollout.state == state
+    assert final.rollout.quality_gate is not None and final.rollout.quality_gate.canary == canary_accuracy
+    assert len(evaluator.calls) == 2
