@@ -5,9 +5,8 @@ classify), ``{"text": ...}`` for perplexity (task generate). The new revision pa
 degradation against the stable revision is at most ``maxDegradation``: for accuracy (higher is better)
 ``(stable - canary) / stable``, for perplexity (lower is better) ``(canary - stable) / stable``.
 
-The comparison is pure (``compare``); evaluating needs a revision-pinned path to the model: local mode calls
-the revision's ModelServer through its Serve handle for accuracy and scores perplexity with the revision's
-stored model spec (``LocalEvaluator``).
+The comparison is pure (``compare``); evaluating goes through the model's Router with revision-pinned calls
+(``RouterEvaluator``), the same way in a cluster and in local mode.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+
+import httpx
 
 from lmops_operator.api.models import (
     LanguageModelSpec,
@@ -133,51 +134,6 @@ def evaluate_gate(
     )
 
 
-class LocalEvaluator:
-    """Local mode: accuracy through the revision's ModelServer (its Serve handle pins the revision);
-    perplexity by scoring the texts with the revision's model loaded from its stored spec, because the
-    ModelServer has no scoring method yet."""
-
-    def accuracy(self, revision: str, data: Mapping[str, Any], examples: list[Example]) -> float:
-        from ray import serve
-
-        from lmops_runtime import config as contract
-        from lmops_runtime.protocol import ClassifyRequest
-
-        handle = serve.get_deployment_handle(
-            contract.SERVER_DEPLOYMENT, app_name=contract.server_app_name(revision)
-        )
-        result = handle.classify.remote(ClassifyRequest(texts=[e.text for e in examples])).result(
-            timeout_s=300
-        )
-        right = sum(
-            1 for e, scores in zip(examples, result.predictions, strict=True) if scores[0].label == e.label
-        )
-        return right / len(examples)
-
-    def perplexity(self, revision: str, data: Mapping[str, Any], texts: list[str]) -> float:
-        import torch
-
-        from lmops_runtime.config import ModelSpec
-        from lmops_runtime.loading import load_model
-
-        loaded = load_model(ModelSpec.model_validate(data["model"]), device="cpu")
-        nll, tokens = 0.0, 0
-        with torch.inference_mode():
-            for text in texts:
-                ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"][
-                    :, : loaded.max_sequence_length
-                ]
-                if ids.shape[1] < 2:
-                    continue
-                loss = loaded.model(input_ids=ids, labels=ids).loss
-                nll += float(loss) * (ids.shape[1] - 1)
-                tokens += ids.shape[1] - 1
-        if tokens == 0:
-            raise ValueError("no text in the evaluation set has two or more tokens")
-        return math.exp(nll / tokens)
-
-
 def run_gate_if_due(
     spec: LanguageModelSpec,
     status: LanguageModelStatus,
@@ -210,36 +166,57 @@ def run_gate_if_due(
 
 
 class RouterEvaluator:
-    """In a cluster: evaluates through the model's Router, asking for one revision per call with the
-    ``x-lmops-revision`` request header, and checking the answer's header says that revision served it.
-    A Router that cannot pin revisions is detected (the answering revision differs) and the gate reports
-    Inconclusive instead of judging a mix of revisions. Perplexity needs a scoring endpoint the Router
-    does not have, so it is reported as unavailable here (local mode scores it directly)."""
+    """Evaluates through the model's Router - in a cluster and in local mode alike - pinning every call to
+    one revision with the ``x-lmops-revision`` request header (the Router accepts weight-0 canaries, so the
+    gate runs before any traffic). Accuracy uses ``POST /predict``; perplexity ``POST /v1/score``. Each
+    answer's header must name the pinned revision, so a Router that ignored the pin is detected and the gate
+    reports Inconclusive instead of judging a mix of revisions."""
 
     def __init__(self, base_url: str, timeout_s: float = 120.0, batch: int = 32) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.batch = batch
 
-    def accuracy(self, revision: str, data: Mapping[str, Any], examples: list[Example]) -> float:
-        import httpx
+    def _post(self, client: httpx.Client, path: str, body: dict[str, Any], revision: str) -> Any:
+        """One pinned call; its JSON body, or RuntimeError with the Router's own error message."""
+        response = client.post(f"{self.base_url}{path}", json=body, headers={REVISION_HEADER: revision})
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"{path} on revision {revision}: HTTP {response.status_code}: {_error(response)}"
+            )
+        served = response.headers.get(REVISION_HEADER)
+        if served != revision:
+            raise RuntimeError(f"the Router cannot pin revision {revision} (answered by {served})")
+        return response.json()
 
+    def accuracy(self, revision: str, data: Mapping[str, Any], examples: list[Example]) -> float:
         right = 0
         with httpx.Client(timeout=self.timeout_s) as client:
             for start in range(0, len(examples), self.batch):
                 chunk = examples[start : start + self.batch]
-                response = client.post(
-                    f"{self.base_url}/predict",
-                    json={"texts": [e.text for e in chunk]},
-                    headers={REVISION_HEADER: revision},
-                )
-                response.raise_for_status()
-                served = response.headers.get(REVISION_HEADER)
-                if served != revision:
-                    raise RuntimeError(f"the Router cannot pin revision {revision} (answered by {served})")
-                predictions = response.json()["predictions"]
+                body = self._post(client, "/predict", {"texts": [e.text for e in chunk]}, revision)
+                predictions = body["predictions"]
                 right += sum(1 for e, p in zip(chunk, predictions, strict=True) if p["label"] == e.label)
         return right / len(examples)
 
     def perplexity(self, revision: str, data: Mapping[str, Any], texts: list[str]) -> float:
-        raise RuntimeError("perplexity needs a scoring endpoint on the Router, which it does not have yet")
+        """exp of the mean negative log-likelihood per scored token over the whole set (not per text), so
+        long texts weigh by their length, as in the usual corpus perplexity."""
+        log_likelihood, tokens = 0.0, 0
+        with httpx.Client(timeout=self.timeout_s) as client:
+            for start in range(0, len(texts), self.batch):
+                body = self._post(client, "/v1/score", {"input": texts[start : start + self.batch]}, revision)
+                for item in body["data"]:
+                    log_likelihood += float(item["log_likelihood"])
+                    tokens += int(item["tokens"])
+        if tokens == 0:
+            raise ValueError("no text in the evaluation set has two or more tokens")
+        return math.exp(-log_likelihood / tokens)
+
+
+def _error(response: httpx.Response) -> str:
+    """The message of an OpenAI-format error body, else the start of the raw body."""
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

@@ -15,12 +15,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from tests.support.controlplane import ControlPlane
-from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
-from tests.support.languagemodel_strategies import valid_specs
 
 from lmops_operator.api import GROUP, PLURAL, VERSION, LanguageModelSpec, dump_spec, load_language_model
 from lmops_operator.api.crd import CRD_NAME
+from tests.support.controlplane import ControlPlane
+from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
+from tests.support.languagemodel_strategies import valid_specs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

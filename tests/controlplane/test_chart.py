@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from tests.support.chart import CHART_DIR, OperatorIdentity, install_operator_rbac, values_file
 from tests.support.controlplane import ControlPlane
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from tests.support.controlplane import (
     DEFAULT_BIN_DIR,
     KUBERAY_CRDS,

@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.controlplane.conftest import CountingApi, eventually
-from tests.support.controlplane import ControlPlane
-from tests.unit.planner_helpers import REPO, kuberay_status
 
 from lmops_operator import observability
 from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
@@ -29,6 +26,9 @@ from lmops_operator.k8s.resources import (
     SERVICE,
 )
 from lmops_operator.settings import Settings
+from tests.controlplane.conftest import CountingApi, eventually
+from tests.support.controlplane import ControlPlane
+from tests.unit.planner_helpers import REPO, kuberay_status
 
 pytestmark = pytest.mark.slow
 

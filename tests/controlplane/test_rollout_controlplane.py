@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.controlplane.conftest import eventually
-from tests.support.controlplane import ControlPlane
-from tests.unit.planner_helpers import kuberay_status
-from tests.unit.rollout_helpers import metrics
 
 from lmops_operator.k8s.client import Kube
 from lmops_operator.k8s.resources import CONTROLLER_REVISION, LANGUAGE_MODEL, RAY_SERVICE
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_runtime.router.stats import LATENCY_BUCKETS_S
+from tests.controlplane.conftest import eventually
+from tests.support.controlplane import ControlPlane
+from tests.unit.planner_helpers import kuberay_status
+from tests.unit.rollout_helpers import metrics
 
 pytestmark = pytest.mark.slow
 NAME = "canary"

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from tests.support.controlplane import REPO_ROOT
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-from tests.runtime import serve_configs as sc
 
 from lmops_runtime import local
 from lmops_runtime.config import RouterConfig
+from tests.runtime import serve_configs as sc
 
 
 def _router_only(model: str = "tiny") -> dict[str, object]:

@@ -16,10 +16,10 @@ import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.runtime import serve_configs as sc
-from tests.runtime.router_support import deployed, redeploy, replica_actors
 
 from lmops_runtime.config import RouterConfig
+from tests.runtime import serve_configs as sc
+from tests.runtime.router_support import deployed, redeploy, replica_actors
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.runtime import serve_configs as sc
-from tests.runtime.router_support import deployed, redeploy
 
 from lmops_runtime.config import RouterConfig
+from tests.runtime import serve_configs as sc
+from tests.runtime.router_support import deployed, redeploy
 
 pytestmark = pytest.mark.slow
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from lmops_runtime.config import RouterConfig
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import (
     broken_generate_model,
@@ -22,8 +24,6 @@ from tests.runtime.router_support import (
     revision_counts,
     stats,
 )
-
-from lmops_runtime.config import RouterConfig
 
 pytestmark = pytest.mark.slow
 

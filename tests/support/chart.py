@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.support.controlplane import (
     DEFAULT_BIN_DIR,
     REPO_ROOT,

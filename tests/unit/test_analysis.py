@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.unit.rollout_helpers import T0, metrics, snapshot
 
 from lmops_operator.api.models import AnalysisSpec
 from lmops_operator.planning.analysis import analyse
+from tests.unit.rollout_helpers import T0, metrics, snapshot
 
 BASE = {"minRequests": 10, "maxErrorRate": 0.05}
 

@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
-from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
-from tests.support.languagemodel_strategies import valid_specs
 
 from lmops_operator.api import (
     Condition,
@@ -24,6 +22,8 @@ from lmops_operator.api import (
     dump_status,
     load_language_model,
 )
+from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
+from tests.support.languagemodel_strategies import valid_specs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

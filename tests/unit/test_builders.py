@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.languagemodel_cases import merge
-from tests.unit.planner_helpers import SETTINGS, T0, UID, by_kind, example, model
 
 from lmops_operator.builders.controllerrevision import build_controller_revision
 from lmops_operator.builders.rayservice import live_image
@@ -16,6 +14,8 @@ from lmops_operator.planning.plan import Observed, Plan, plan
 from lmops_operator.planning.quantity import byte_count, cpu_count
 from lmops_operator.planning.revision import revision_data
 from lmops_runtime import config as contract
+from tests.support.languagemodel_cases import merge
+from tests.unit.planner_helpers import SETTINGS, T0, UID, by_kind, example, model
 
 
 def _plan(name: str, change: dict[str, Any] | None = None) -> Plan:

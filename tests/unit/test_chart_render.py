@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.chart import CHART_DIR, HelmError, helm, render, values_file
-from tests.support.controlplane import REPO_ROOT
 
 from lmops_operator.k8s.peering import peering_crds
+from tests.support.chart import CHART_DIR, HelmError, helm, render, values_file
+from tests.support.controlplane import REPO_ROOT
 
 NAMESPACED = {"team-a", "team-b"}
 NON_DEFAULT = {

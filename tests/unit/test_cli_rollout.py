@@ -7,7 +7,6 @@ import argparse
 from typing import Any
 
 import pytest
-from tests.unit.rollout_helpers import T0
 
 from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, consumed_patch, read_controls
 from lmops_operator.api.models import (
@@ -19,6 +18,7 @@ from lmops_operator.api.models import (
 from lmops_operator.commands import rollout as cli
 from lmops_operator.planning.revision import revision_data, revision_name
 from lmops_operator.planning.traffic import Controls
+from tests.unit.rollout_helpers import T0
 
 BASE = {"model": {"source": "builtin://tiny"}, "runtime": {"gpus": 0}}
 VARIANTS = [

@@ -14,11 +14,11 @@ import jsonschema
 import pytest
 import yaml
 from pydantic import BaseModel
-from tests.support.languagemodel_cases import INVALID_CASES
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.api.crd import CRD_FILENAME, PRINTER_COLUMNS, build_crd, render_crd, structural_schema
 from lmops_operator.commands import crds as crds_command
+from tests.support.languagemodel_cases import INVALID_CASES
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from tests.unit.rollout_helpers import T0
-
 from lmops_operator.api.models import LanguageModelStatus, RolloutStatus
 from lmops_operator.planning.metrics import MetricsSnapshot, quantile
 from lmops_runtime.router.stats import LATENCY_BUCKETS_S, RevisionCounters, revision_json
 from lmops_runtime.router.stats import quantile as router_quantile
+from tests.unit.rollout_helpers import T0
 
 
 def stats_body(epoch: str, **revs: RevisionCounters) -> dict:  # type: ignore[type-arg]

@@ -3,17 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.support.languagemodel_cases import merge
-from tests.unit.planner_helpers import (
-    SETTINGS,
-    T0,
-    World,
-    by_kind,
-    example,
-    kuberay_status,
-    model,
-    running,
-)
 
 from lmops_operator.planning import status as st
 from lmops_operator.planning.names import MAX_RAY_SERVICE_NAME, ray_service_name
@@ -28,6 +17,17 @@ from lmops_operator.planning.plan import (
 )
 from lmops_operator.planning.revision import revision_data, revision_name
 from lmops_operator.settings import Settings
+from tests.support.languagemodel_cases import merge
+from tests.unit.planner_helpers import (
+    SETTINGS,
+    T0,
+    World,
+    by_kind,
+    example,
+    kuberay_status,
+    model,
+    running,
+)
 
 # ------------------------------------------------------------------------------------------ revisions
 
@@ -277,7 +277,9 @@ def test_image_change_is_cluster_upgrade() -> None:
 
 
 def test_scaled_to_zero() -> None:
-    world = World(example("tiny") | {"spec": {**example("tiny")["spec"], "autoscaling": {"minReplicas": 0}}})
+    # GPU replicas only run on workers (the head advertises no CPUs), so zero workers means zero replicas.
+    spec = {**example("tiny")["spec"], "autoscaling": {"minReplicas": 0}, "runtime": {"gpus": 1}}
+    world = World(example("tiny") | {"spec": spec})
     first = world.step()
     result = world.step(running(first, workers=0))
     assert result.status.phase == "ScaledToZero"

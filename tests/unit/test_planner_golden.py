@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.unit.planner_helpers import EXAMPLES, SETTINGS, T0, model
 
 from lmops_operator.api import dump_status
 from lmops_operator.k8s.yamlout import dump_all
 from lmops_operator.planning.plan import Observed, plan
+from tests.unit.planner_helpers import EXAMPLES, SETTINGS, T0, model
 
 GOLDEN = Path(__file__).parent / "golden"
 

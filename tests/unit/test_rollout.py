@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
+from lmops_operator.api.models import LanguageModelStatus, QualityGateResult
+from lmops_operator.planning.traffic import Controls, TrafficInput, decide_traffic
 from tests.unit.rollout_helpers import (
     FAILED,
     READY,
@@ -14,9 +17,6 @@ from tests.unit.rollout_helpers import (
     canary_spec,
     spec,
 )
-
-from lmops_operator.api.models import LanguageModelStatus, QualityGateResult
-from lmops_operator.planning.traffic import Controls, TrafficInput, decide_traffic
 
 
 def stable_sim(target: str = "b", **kw: object) -> Sim:

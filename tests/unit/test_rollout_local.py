@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.rollout_helpers import T0, metrics, snapshot
 
 from lmops_operator.local import state as store
 from lmops_operator.local.reconciler import LocalReconciler, LocalRolloutError, localize
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_runtime.config import ROUTER_APP
+from tests.unit.rollout_helpers import T0, metrics, snapshot
 
 
 def manifest(source: str = "builtin://tiny", **rollout: Any) -> dict[str, Any]:

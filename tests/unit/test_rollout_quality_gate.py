@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.rollout_helpers import T0
-from tests.unit.test_rollout_local import FakeServe
 
 from lmops_operator.api.models import QualityGateSpec
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_operator.quality_gate import Example, compare, evaluate_gate, parse_eval_set
+from tests.unit.rollout_helpers import T0
+from tests.unit.test_rollout_local import FakeServe
 
 
 def test_parse_eval_set() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.rollout_helpers import Sim, canary_spec, spec
 
 from lmops_operator.planning.traffic import Controls, RevisionHealth
+from tests.unit.rollout_helpers import Sim, canary_spec, spec
 
 REVISIONS = ("a", "b", "c")
 health_st = st.sampled_from(

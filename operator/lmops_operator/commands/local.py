@@ -233,10 +233,9 @@ def _reconcile(
     import ray
 
     from lmops_operator.local.reconciler import LocalReconciler, LocalRolloutError
-    from lmops_operator.quality_gate import LocalEvaluator
 
     gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
-    reconciler = LocalReconciler(evaluator=LocalEvaluator(), local_gpus=gpus)
+    reconciler = LocalReconciler(local_gpus=gpus)
     try:
         reconciler.apply(manifest, http_port=port, host=host, config_maps=config_maps)
         verb = "Deploying" if fresh else "Reconciling"

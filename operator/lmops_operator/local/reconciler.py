@@ -29,7 +29,7 @@ from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
 from lmops_operator.planning.traffic import Controls, Event, TrafficDecision, TrafficInput, decide_traffic
-from lmops_operator.quality_gate import Evaluator, run_gate_if_due
+from lmops_operator.quality_gate import Evaluator, RouterEvaluator, run_gate_if_due
 from lmops_runtime import config as contract
 from lmops_runtime import local as runtime_local
 
@@ -107,6 +107,7 @@ class LocalReconciler:
     serve_apps: Callable[[], dict[str, Any]] = _serve_apps
     read_stats: Callable[[str], MetricsSnapshot | None] = read_router_stats
     router_weights: Callable[[str], dict[str, int] | None] = field(default=lambda url: _stats_weights(url))
+    # The quality gate's evaluator; None means the local Router, pinned per revision, as in a cluster.
     evaluator: Evaluator | None = None
     now: Callable[[], datetime] = utcnow
     local_gpus: int = 0
@@ -305,7 +306,8 @@ class LocalReconciler:
             return state.config_maps.get(name, {}).get(key)
 
         data = {name: rev.data for name, rev in state.revisions.items()}
-        return run_gate_if_due(lm.spec, previous, target, data, read, self.evaluator, self.now())
+        evaluator = self.evaluator or RouterEvaluator(f"http://{state.host}:{state.http_port}")
+        return run_gate_if_due(lm.spec, previous, target, data, read, evaluator, self.now())
 
 
 def _revisions_of(apps: list[str]) -> list[str]:

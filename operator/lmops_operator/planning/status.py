@@ -208,7 +208,9 @@ def assess(
     if stable != target:
         why = rollout.abort_reason if rollout is not None and rollout.abort_reason else "rolled back"
         return Assessment("Degraded", "RolledBack", f"serving {stable}, not {target}: {why}", True)
-    if spec.autoscaling.min_replicas == 0 and view.ready_workers == 0:
+    # Zero ready workers means zero replicas only when replicas cannot run on the head: with GPUs the head
+    # advertises no CPUs (builders.rayservice), so every replica needs a worker pod.
+    if spec.autoscaling.min_replicas == 0 and spec.runtime.gpus > 0 and view.ready_workers == 0:
         return Assessment("ScaledToZero", "ScaledToZero", "no replicas; the first request starts one", True)
     return Assessment("Ready", "Serving", f"revision {stable} serves all traffic", True)
 

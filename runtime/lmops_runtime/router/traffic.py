@@ -128,3 +128,25 @@ def retry_revision(config: RouterConfig, failed: str, health: HealthTracker, now
         if health.is_healthy(rev, now):
             return rev
     return candidates[0] if candidates else failed
+
+
+def pinned_revision(config: RouterConfig, requested: str) -> str:
+    """The revision a pinned call (``x-lmops-revision`` request header) must go to.
+
+    Only a revision the Router is configured for may be pinned (any in ``weights``, weight 0 included, plus
+    the stable and fallback ones): an unknown name raises ValueError, answered with a 400, rather than a
+    handle to an application that may not exist. Health is deliberately ignored: a pin asks for that
+    revision's own answer, failures included.
+    """
+    known = served_revisions(config)
+    if requested not in known:
+        raise ValueError(
+            f"Unknown revision '{requested}' in header x-lmops-revision; this Router serves "
+            f"{', '.join(known)}."
+        )
+    return requested
+
+
+def no_retry(failed: str) -> str | None:
+    """The retry rule of a pinned call: none, so the caller sees that revision's own failure."""
+    return None
