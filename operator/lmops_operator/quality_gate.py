@@ -170,16 +170,23 @@ class RouterEvaluator:
     one revision with the ``x-lmops-revision`` request header (the Router accepts weight-0 canaries, so the
     gate runs before any traffic). Accuracy uses ``POST /predict``; perplexity ``POST /v1/score``. Each
     answer's header must name the pinned revision, so a Router that ignored the pin is detected and the gate
-    reports Inconclusive instead of judging a mix of revisions."""
+    reports Inconclusive instead of judging a mix of revisions. Pinned calls get no exemption from the
+    Router's API keys: with ``spec.serving.apiKeySecretRef`` set, pass one of its keys as ``api_key``."""
 
-    def __init__(self, base_url: str, timeout_s: float = 120.0, batch: int = 32) -> None:
+    def __init__(
+        self, base_url: str, timeout_s: float = 120.0, batch: int = 32, api_key: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.batch = batch
+        self.api_key = api_key
 
     def _post(self, client: httpx.Client, path: str, body: dict[str, Any], revision: str) -> Any:
         """One pinned call; its JSON body, or RuntimeError with the Router's own error message."""
-        response = client.post(f"{self.base_url}{path}", json=body, headers={REVISION_HEADER: revision})
+        headers = {REVISION_HEADER: revision}
+        if self.api_key is not None:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        response = client.post(f"{self.base_url}{path}", json=body, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(
                 f"{path} on revision {revision}: HTTP {response.status_code}: {_error(response)}"

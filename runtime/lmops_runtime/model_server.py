@@ -15,6 +15,7 @@ from lmops_runtime.config import SERVER_DEPLOYMENT, ServerArgs, Task
 from lmops_runtime.engine.batching import MicroBatcher
 from lmops_runtime.engine.encoders import check_length, classify, embed
 from lmops_runtime.engine.generator import Backend, TextGenerator
+from lmops_runtime.engine.scoring import score_texts
 from lmops_runtime.loading import LoadedModel, load_model
 from lmops_runtime.protocol import (
     ClassifyRequest,
@@ -25,6 +26,8 @@ from lmops_runtime.protocol import (
     GenerateResult,
     InvalidRequestError,
     LabelScore,
+    ScoreRequest,
+    ScoreResult,
     ServerInfo,
     StreamChunk,
 )
@@ -98,6 +101,16 @@ class ModelServerImpl:
         check_length(self.loaded, texts)
         vectors, lengths = await self._encode_batcher.submit(texts)
         return EmbedResult(embeddings=vectors, prompt_tokens=sum(lengths))
+
+    async def score(self, request: ScoreRequest | dict[str, Any]) -> ScoreResult:
+        """Teacher-forced log-likelihoods, on the model thread with the continuous batch paused."""
+        self._require("generate")
+        assert self.generator is not None
+        texts = _validated(ScoreRequest, request).texts
+        check_length(self.loaded, texts)  # reject bad input here, before waiting for the model thread
+        loaded = self.loaded
+        log_likelihoods, counts = await self.generator.run_exclusive(lambda: score_texts(loaded, texts))
+        return ScoreResult(log_likelihoods=log_likelihoods, token_counts=counts)
 
     async def _encode_batch(self, requests: list[list[str]]) -> list[tuple[list[Any], list[int]]]:
         """One forward pass over every text of every waiting request, split back per request."""
@@ -188,6 +201,9 @@ class ModelServer:
 
     async def embed(self, request: EmbedRequest | dict[str, Any]) -> EmbedResult:
         return await self._impl.embed(request)
+
+    async def score(self, request: ScoreRequest | dict[str, Any]) -> ScoreResult:
+        return await self._impl.score(request)
 
     async def info(self) -> ServerInfo:
         return self._impl.info()

@@ -85,6 +85,22 @@ class EmbedResult(_Message):
     prompt_tokens: int
 
 
+class ScoreRequest(_Message):
+    """Texts to score by teacher forcing (generate task only): the basis of perplexity."""
+
+    texts: list[str]
+
+
+class ScoreResult(_Message):
+    """Per text, the summed log-likelihood of its tokens after the first, and how many tokens that is.
+
+    Perplexity over a set is ``exp(-sum(log_likelihoods) / sum(token_counts))``.
+    """
+
+    log_likelihoods: list[float]
+    token_counts: list[int]
+
+
 class ServerInfo(_Message):
     """What the Router needs to know about a revision to validate requests before sending them."""
 
@@ -105,5 +121,6 @@ class InvalidRequestError(ValueError):
 #   generate_stream(GenerateRequest) -> AsyncIterator[StreamChunk]   (call with handle.options(stream=True))
 #   classify(ClassifyRequest) -> ClassifyResult
 #   embed(EmbedRequest) -> EmbedResult
+#   score(ScoreRequest) -> ScoreResult                               (generate task only)
 #   info() -> ServerInfo
 # A request a server cannot serve as asked raises InvalidRequestError; anything else is a server fault.

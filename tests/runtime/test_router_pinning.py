@@ -103,7 +103,7 @@ def test_a_pinned_failure_is_not_retried_on_another_revision(base: str) -> None:
 
 def _torch_scores(model_dir: Path, texts: list[str]) -> list[tuple[float, int]]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)  # loads in eval mode
     out: list[tuple[float, int]] = []
     for text in texts:
         ids = tokenizer(text, return_tensors="pt")["input_ids"]

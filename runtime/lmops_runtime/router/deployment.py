@@ -29,6 +29,8 @@ from lmops_runtime.protocol import (
     EmbedResult,
     GenerateRequest,
     GenerateResult,
+    ScoreRequest,
+    ScoreResult,
     StreamChunk,
 )
 from lmops_runtime.router import stats_actor
@@ -39,6 +41,7 @@ from lmops_runtime.router.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
+    ScoreApiRequest,
     SeedGenerateRequest,
     TextsRequest,
     encode_embedding,
@@ -57,6 +60,8 @@ from lmops_runtime.router.stats import (
 from lmops_runtime.router.traffic import (
     HealthTracker,
     choose_revision,
+    no_retry,
+    pinned_revision,
     retry_revision,
     served_revisions,
     sticky_point,
@@ -128,7 +133,19 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
 @serve.deployment(name=contract.ROUTER_DEPLOYMENT, max_ongoing_requests=256)
 @serve.ingress(api)
 class Router:
-    """The ingress of application ``lm``; constructed with RouterArgs, reconfigured with RouterConfig."""
+    """The ingress of application ``lm``; constructed with RouterArgs, reconfigured with RouterConfig.
+
+    Every answer names the revision that served it in the ``x-lmops-revision`` response header. A request
+    may carry the same header to pin itself to one revision the Router is configured for (weight-0 warm
+    and canary revisions included; an unknown one is a 400). Pinning is for operators - the quality gate
+    evaluating a canary before it gets traffic, debugging one revision - not for load balancing: a pinned
+    call is never retried on another revision (its failure is reported as is) and ignores the health
+    breaker, and it is counted on its revision like any other call. It bypasses no protection: API keys,
+    rate limits and the NetworkPolicy in front of the Router apply to pinned calls exactly as to others.
+
+    ``POST /v1/score`` (an lmops extension, generate models only) returns each input text's teacher-forced
+    log-likelihood and scored token count, from which perplexity follows; it honours the pin header too.
+    """
 
     def __init__(self, args: dict[str, Any]) -> None:
         self.args = contract.RouterArgs.model_validate(args)
@@ -326,6 +343,17 @@ class Router:
     def _retry_target(self, failed: str) -> str | None:
         return retry_revision(self._config(), failed, self.health, time.monotonic())
 
+    def _route(self, request: Request) -> tuple[str, Callable[[str], str | None]]:
+        """(first revision, retry rule): the pinned revision with no retry, else the traffic split's."""
+        pin = request.headers.get(REVISION_HEADER)
+        if pin is None:
+            return self._first_revision(request), self._retry_target
+        try:
+            revision = pinned_revision(self._config(), pin)
+        except ValueError as exc:
+            raise self._reject(bad_request(str(exc), code="unknown_revision"), time.monotonic()) from None
+        return revision, no_retry
+
     async def _unary(self, request: Request, method: str, payload: Any) -> tuple[str, Any, float]:
         """Route, call (with one retry) and count a unary call; returns (revision, result, latency)."""
         deadline = time.monotonic() + self._config().scale_from_zero_timeout_s
@@ -335,10 +363,9 @@ class Router:
             await wait_assigned(response, budget)
             return await response
 
+        first, retry = self._route(request)
         started = time.monotonic()
-        revision, result = await call_with_retry(
-            self._first_revision(request), self._retry_target, call, deadline, self._on_attempt
-        )
+        revision, result = await call_with_retry(first, retry, call, deadline, self._on_attempt)
         self.health.record_success(revision)
         return revision, result, time.monotonic() - started
 
@@ -363,8 +390,9 @@ class Router:
                 first = StreamChunk(text="", finish_reason="stop", prompt_tokens=0, completion_tokens=0)
             return first, response
 
+        pinned_or_split, retry = self._route(request)
         revision, first, rest, started = await open_stream(
-            self._first_revision(request), self._retry_target, start, deadline, self._on_attempt
+            pinned_or_split, retry, start, deadline, self._on_attempt
         )
 
         async def body() -> AsyncIterator[bytes]:
@@ -592,6 +620,36 @@ class Router:
         revision, result = await self._embed(request, texts)
         dims = len(result.embeddings[0]) if result.embeddings else 0
         body = {"embeddings": result.embeddings, "dimensions": dims, "revision": revision}
+        return JSONResponse(body, headers={REVISION_HEADER: revision})
+
+    @api.post("/v1/score")
+    async def score(self, request: Request) -> Response:
+        """Log-likelihood per text: ``{"input": str | [str], "model"?: str}`` -> ``data[i].log_likelihood``
+        and ``data[i].tokens`` (tokens scored: all but the first); 400 on a revision that is not generate."""
+        started = time.monotonic()
+        req = self._parse_or_count(ScoreApiRequest, await self._guard(request), started)
+        try:
+            if req.model is not None:
+                self._check_model(req.model)
+            if not req.texts():
+                raise bad_request("'input' must not be empty.", param="input")
+        except ApiError as exc:
+            raise self._reject(exc, started) from None
+        revision, result, latency = await self._unary(request, "score", ScoreRequest(texts=req.texts()))
+        assert isinstance(result, ScoreResult)
+        scored = sum(result.token_counts)
+        self._record(revision, 200, latency, scored)
+        data = [
+            {"object": "score", "index": i, "log_likelihood": ll, "tokens": n}
+            for i, (ll, n) in enumerate(zip(result.log_likelihoods, result.token_counts, strict=True))
+        ]
+        body = {
+            "object": "list",
+            "model": self.args.model_name,
+            "data": data,
+            "usage": {"prompt_tokens": scored, "total_tokens": scored},
+            "revision": revision,
+        }
         return JSONResponse(body, headers={REVISION_HEADER: revision})
 
     async def _embed(self, request: Request, texts: list[str]) -> tuple[str, EmbedResult]:

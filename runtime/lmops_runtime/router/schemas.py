@@ -138,6 +138,19 @@ class EmbeddingRequest(_Request):
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
 
+class ScoreApiRequest(_Request):
+    """``POST /v1/score``: teacher-forced log-likelihood of each ``input`` text (generate models only).
+
+    ``model`` is optional (checked when given) because this is an lmops extension, not an OpenAI endpoint.
+    """
+
+    model: str | None = None
+    input: str | list[str]
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
 class SeedGenerateRequest(_Sampling):
     """The seeds' ``POST /generate``: GPT-2-style generation with explicit decoding strategy."""
 
