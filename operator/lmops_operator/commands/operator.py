@@ -32,10 +32,12 @@ from lmops_runtime.config import HTTP_PORT
 log = logging.getLogger(__name__)
 
 
-def router_evaluator(lm: LanguageModel) -> RouterEvaluator:
+def router_evaluator(lm: LanguageModel, api_key: str | None) -> RouterEvaluator:
     """The quality gate evaluates through the model's Service (the Router pins revisions per request)."""
     namespace = lm.metadata.namespace or "default"
-    return RouterEvaluator(f"http://{service_name(lm.metadata.name)}.{namespace}.svc:{HTTP_PORT}")
+    return RouterEvaluator(
+        f"http://{service_name(lm.metadata.name)}.{namespace}.svc:{HTTP_PORT}", api_key=api_key
+    )
 
 
 DEFAULT_LIVENESS_PORT = 8080

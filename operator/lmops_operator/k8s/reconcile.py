@@ -9,6 +9,7 @@ status is merge-patched only with the fields that differ.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from lmops_operator.api import (
     load_language_model,
 )
 from lmops_operator.api.annotations import consumed_patch, read_controls
-from lmops_operator.api.models import QualityGateResult
+from lmops_operator.api.models import QualityGateResult, SecretKeyRef
 from lmops_operator.k8s.client import Kube, KubeError
 from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
 from lmops_operator.k8s.events import post_event
@@ -35,6 +36,7 @@ from lmops_operator.k8s.resources import (
     CONTROLLER_REVISION,
     LANGUAGE_MODEL,
     RAY_SERVICE,
+    SECRET,
     resource_of,
 )
 from lmops_operator.metrics_source import MetricsSource
@@ -65,9 +67,9 @@ class ReconcileContext:
     kube: Kube
     settings: Settings
     metrics_source: MetricsSource | None = None
-    # Builds the quality gate's evaluator for a model (in a cluster: through its Router); None: the gate
-    # reports Inconclusive and the rollout waits.
-    evaluator_for: Callable[[LanguageModel], Evaluator] | None = None
+    # Builds the quality gate's evaluator for a model (in a cluster: through its Router) and one of its API
+    # keys (None without apiKeySecretRef); no evaluator: the gate reports Inconclusive and the rollout waits.
+    evaluator_for: Callable[[LanguageModel, str | None], Evaluator] | None = None
     clock: Callable[[], datetime] = utcnow
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
@@ -129,12 +131,34 @@ async def _quality_gate(
         value = (config_map.get("data") or {}).get(key)
         return value if isinstance(value, str) else None
 
-    evaluator = ctx.evaluator_for(lm) if ctx.evaluator_for is not None else None
+    evaluator = (
+        ctx.evaluator_for(lm, gate_api_key(ctx.kube, namespace, lm.spec.serving.api_key_secret_ref))
+        if ctx.evaluator_for is not None
+        else None
+    )
     previous = lm.status or LanguageModelStatus()
     result: QualityGateResult | None = await asyncio.to_thread(
         run_gate_if_due, lm.spec, previous, target, data, read_config_map, evaluator, now
     )
     return result
+
+
+def gate_api_key(kube: Kube, namespace: str, ref: SecretKeyRef | None) -> str | None:
+    """The quality gate's calls pass the Router's API-key check like any client's, with the first key of
+    spec.serving.apiKeySecretRef. Reading it needs the chart's rbac.secretReads; without it the gate's calls
+    get 401 and the gate stays Inconclusive with that reason in status."""
+    if ref is None:
+        return None
+    try:
+        secret = kube.get(SECRET.item(namespace, ref.name)) or {}
+    except KubeError as exc:
+        log.warning("quality gate cannot read Secret %s/%s: %s", namespace, ref.name, exc)
+        return None
+    encoded = (secret.get("data") or {}).get(ref.key)
+    if not isinstance(encoded, str):
+        return None
+    lines = base64.b64decode(encoded).decode("utf-8", "replace").splitlines()
+    return next((line.strip() for line in lines if line.strip()), None)
 
 
 async def _patch_status(ctx: ReconcileContext, body: Mapping[str, Any], status: LanguageModelStatus) -> int:

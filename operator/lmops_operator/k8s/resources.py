@@ -33,6 +33,7 @@ SERVICE = Resource("v1", "Service", "services")
 PDB = Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 EVENT = Resource("v1", "Event", "events")
 CONFIG_MAP = Resource("v1", "ConfigMap", "configmaps")
+SECRET = Resource("v1", "Secret", "secrets")
 NETWORK_POLICY = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 
 _BY_KIND = {
