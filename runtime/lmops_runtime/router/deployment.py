@@ -130,6 +130,16 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
+def _sse_chunk(out: dict[str, Any], chunk: StreamChunk, include_usage: bool) -> list[bytes]:
+    """One streamed chunk, followed on the last one by the usage-only chunk OpenAI sends with
+    ``stream_options.include_usage``."""
+    pieces = [_sse(out)]
+    if chunk.finish_reason is not None and include_usage:
+        tail = {**out, "choices": [], "usage": usage(chunk.prompt_tokens or 0, chunk.completion_tokens or 0)}
+        pieces.append(_sse(tail))
+    return pieces
+
+
 @serve.deployment(name=contract.ROUTER_DEPLOYMENT, max_ongoing_requests=256)
 @serve.ingress(api)
 class Router:
@@ -474,15 +484,7 @@ class Router:
                     "model": model,
                     "choices": [choice],
                 }
-                pieces = [_sse(out)]
-                if chunk.finish_reason is not None and include_usage:
-                    tail = {
-                        **out,
-                        "choices": [],
-                        "usage": usage(chunk.prompt_tokens or 0, chunk.completion_tokens or 0),
-                    }
-                    pieces.append(_sse(tail))
-                return pieces
+                return _sse_chunk(out, chunk, include_usage)
 
             return await self._stream(request, gen, render)
         revision, result = await self._generate(request, gen)
@@ -527,15 +529,7 @@ class Router:
                     "model": model,
                     "choices": [{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}],
                 }
-                pieces = [_sse(out)]
-                if chunk.finish_reason is not None and include_usage:
-                    tail = {
-                        **out,
-                        "choices": [],
-                        "usage": usage(chunk.prompt_tokens or 0, chunk.completion_tokens or 0),
-                    }
-                    pieces.append(_sse(tail))
-                return pieces
+                return _sse_chunk(out, chunk, include_usage)
 
             return await self._stream(request, gen, render)
         revision, result = await self._generate(request, gen)
