@@ -39,6 +39,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
+
 from bench.common import (
     REPO_ROOT,
     Result,
@@ -360,8 +361,9 @@ def _wait(event: threading.Event, op: OperatorProcess, timeout_s: float, what: A
 
 def measure_operator(plane: Any, api: Any, metrics: ApiMetrics, n: int, workdir: Path) -> dict[str, Any]:
     """Create N models, fake KubeRay's RUNNING status, then restart the operator (forced resync)."""
-    from bench.rollout import kuberay_running_status
     from kubernetes import client
+
+    from bench.rollout import kuberay_running_status
 
     custom: Any = client.CustomObjectsApi(api)
     namespace = f"lm-{n}"

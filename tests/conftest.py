@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.chart import install_operator_rbac
 from tests.support.controlplane import (
     DEFAULT_BIN_DIR,

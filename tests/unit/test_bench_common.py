@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench.common import Result, fmt, markdown_table, median, outputs, percentile, ratio
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bench.common import Result, fmt, markdown_table, median, outputs, percentile, ratio
 
 
 @given(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from bench.operator_scale import bare_copy, operator_requests, parse_request_totals, writes
 from bench.rollout import AppView, ReplicaModel, demanded_replicas, kuberay_new_cluster_gpus
 from bench.serving import bandwidth_ceiling, compute_ceiling, make_prompts
