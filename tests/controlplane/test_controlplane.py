@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.controlplane import (
@@ -215,3 +215,51 @@ def test_stop_leaves_no_process_or_directory() -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not plane.workdir.exists()
+
+
+def test_custom_resource_smoke_watch_status_conflict_and_schema(controlplane: ControlPlane) -> None:
+    """The API server's own answers for a namespaced custom resource: create, watch, status subresource,
+    409 for a stale resourceVersion, 422 for a schema violation, delete."""
+    namespace = _namespace(controlplane, "smoke")
+    body = {
+        "apiVersion": "lmops.io/v1alpha1",
+        "kind": "LanguageModel",
+        "metadata": {"name": "smoke"},
+        "spec": {"model": {"source": "builtin://tiny"}},
+    }
+    with controlplane.api_client() as api:
+        objects = client.CustomObjectsApi(api)
+        group = ("lmops.io", "v1alpha1", namespace, "languagemodels")
+        created = objects.create_namespaced_custom_object(*group, body)
+        stale = created["metadata"]["resourceVersion"]
+
+        patched = objects.patch_namespaced_custom_object_status(
+            *group, "smoke", {"status": {"phase": "Pending", "observedGeneration": 1}}
+        )
+        assert patched["status"]["phase"] == "Pending"
+        assert patched["metadata"]["resourceVersion"] != stale
+
+        outdated = {**created, "spec": {"model": {"source": "builtin://tiny", "task": "embed"}}}
+        with pytest.raises(ApiException) as conflict:
+            objects.replace_namespaced_custom_object(*group, "smoke", outdated)
+        assert conflict.value.status == 409, conflict.value.body
+
+        invalid = {**body, "metadata": {"name": "bad"}}
+        invalid["spec"] = {"model": {"source": "builtin://tiny"}, "autoscaling": {"minReplicas": -1}}
+        with pytest.raises(ApiException) as rejected:
+            objects.create_namespaced_custom_object(*group, invalid)
+        assert rejected.value.status == 422, rejected.value.body
+        assert "minReplicas" in rejected.value.body
+
+        objects.delete_namespaced_custom_object(*group, "smoke")
+        seen = [
+            (event["type"], event["object"]["metadata"]["name"])
+            for event in watch.Watch().stream(
+                objects.list_namespaced_custom_object,
+                *group,
+                resource_version=stale,
+                timeout_seconds=10,
+            )
+        ]
+    assert ("MODIFIED", "smoke") in seen
+    assert ("DELETED", "smoke") in seen
