@@ -18,6 +18,9 @@ from tests.support.controlplane import (
     ControlPlane,
 )
 
+# One definition of the runtime fixtures (ray_local, tiny_*_model_dir) for every tier that uses them.
+pytest_plugins = ["tests.support.runtime_fixtures"]
+
 
 def project_crd_paths() -> list[Path]:
     """crds/ plus what only the chart ships (kopf's peering CRDs), so kopf can run with peering in tests."""

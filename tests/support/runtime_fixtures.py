@@ -1,4 +1,6 @@
-"""Shared runtime fixtures: tiny random-weight models saved to disk, and one local Ray per test session."""
+"""Runtime fixtures shared by the runtime and e2e tiers: tiny random-weight models saved to disk, and one
+local Ray per test session. Registered once from tests/conftest.py, so both tiers get the same session
+fixture instead of each calling ``ray.init``."""
 
 from __future__ import annotations
 
