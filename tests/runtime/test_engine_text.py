@@ -39,6 +39,26 @@ def test_incomplete_character_at_the_end_is_flushed(tokenizer: object) -> None:
     assert decoder.flush() == "\ufffd"
 
 
+def test_bytes_that_can_never_form_a_character_stream_after_a_short_hold(tokenizer: object) -> None:
+    # A random model's greedy loop often repeats one continuation byte (0xA7, "§" in the byte alphabet):
+    # no window of it ever decodes cleanly, yet the client must see it long before the end.
+    stray = tokenizer.convert_tokens_to_ids("\u00a7")  # type: ignore[attr-defined]
+    decoder = IncrementalDecoder(tokenizer)
+    deltas = [decoder.add([stray]) for _ in range(10)]
+    assert deltas[:3] == ["", "", ""]
+    assert deltas[3:] == ["\ufffd"] * 7
+    assert decoder.flush() == "\ufffd" * 3
+
+
+def test_a_character_started_within_the_hold_is_not_broken(tokenizer: object) -> None:
+    ids = tokenizer("🙂")["input_ids"]  # type: ignore[operator]
+    stray = tokenizer.convert_tokens_to_ids("\u00a7")  # type: ignore[attr-defined]
+    decoder = IncrementalDecoder(tokenizer)
+    deltas = [decoder.add([token]) for token in [stray, stray, stray, *ids]]
+    assert "".join(deltas) + decoder.flush() == "\ufffd" * 3 + "🙂"
+    assert deltas[-1].endswith("🙂")
+
+
 def test_stop_matcher_holds_back_possible_prefixes() -> None:
     matcher = StopMatcher(["END", "\n\n"])
     emitted = [matcher.feed(piece) for piece in ["abc E", "N", "x E", "ND tail"]]

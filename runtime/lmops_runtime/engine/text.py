@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 _INCOMPLETE = "\ufffd"
+#: A UTF-8 character is at most four bytes and a byte-level token carries at least one, so a character still
+#: undecodable with this many tokens after its start never will be.
+_MAX_HELD_TOKENS = 4
 
 
 class IncrementalDecoder:
@@ -14,7 +17,8 @@ class IncrementalDecoder:
     A token can end in the middle of a multi-byte character (byte-level tokenizers do this all the time),
     and some tokenizers change a token's spacing depending on its left neighbour. So each step decodes a
     small window starting a little before the new tokens and emits only what the window adds, once it no
-    longer ends in a replacement character.
+    longer ends in a replacement character. Bytes that can never complete a character (a model can emit
+    those) go out as U+FFFD after a short hold, so a stream never stalls on them until the end.
     """
 
     def __init__(self, tokenizer: Any) -> None:
@@ -32,10 +36,17 @@ class IncrementalDecoder:
         prefix = self._decode(self._tokens[self._prefix_offset : self._read_offset])
         text = self._decode(self._tokens[self._prefix_offset :])
         if len(text) > len(prefix) and not text.endswith(_INCOMPLETE):
-            self._prefix_offset = self._read_offset
-            self._read_offset = len(self._tokens)
-            return text[len(prefix) :]
-        return ""
+            return self._advance(len(self._tokens), text[len(prefix) :])
+        if len(self._tokens) - self._read_offset < _MAX_HELD_TOKENS:
+            return ""
+        # Only the last few tokens can still be the start of a character: emit everything before them.
+        end = len(self._tokens) - (_MAX_HELD_TOKENS - 1)
+        text = self._decode(self._tokens[self._prefix_offset : end])
+        return self._advance(end, text[len(prefix) :]) if len(text) > len(prefix) else ""
+
+    def _advance(self, read_to: int, delta: str) -> str:
+        self._prefix_offset, self._read_offset = self._read_offset, read_to
+        return delta
 
     def flush(self) -> str:
         """Whatever is still held back (an incomplete character at the very end decodes as U+FFFD)."""
