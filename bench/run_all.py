@@ -36,9 +36,9 @@ INTRO = """\
 Every figure here is a ratio measured side by side in one run of its benchmark (`bench/<name>.py`, all of them
 through `make bench`): the lmops path against the baseline a user would pick first and against the limit of
 the hardware or the API server, on the same machine, in the same process run, with the same model files.
-The absolute numbers come from one run on a shared 2-core machine while other jobs ran beside it (each
-section's machine line gives the load average at its start), so read the ratios rather than the absolute
-values. Throughput and latency are medians of repeated trials. Raw figures: `bench/results/*.json`.
+The absolute numbers come from one run on a 2-core machine that other jobs may share (each section's
+machine line gives the load average at its start, and the serving section the load around each path), so
+read the ratios rather than the absolute values. Throughput and latency are medians of repeated trials. Raw figures: `bench/results/*.json`.
 
 Reproduce: `make bench` (or `.venv/bin/python bench/run_all.py --quick` for a plumbing check in minutes,
 written to `bench/out-quick/`; `--only serving` reruns one benchmark and re-renders this page;
