@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_runtime import local as runtime_local
-from tests.e2e.load import Load, ReplicaCurve, running_replicas
+from tests.support.load import Load, ReplicaCurve, running_replicas
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +34,6 @@ def manifest(source: Path, name: str, autoscaling: dict[str, Any]) -> dict[str, 
             "autoscaling": autoscaling,
         },
     }
-
-
-@pytest.fixture
-def reconciler(ray_local: None, tmp_path: Path) -> Iterator[LocalReconciler]:
-    rec = LocalReconciler(path=tmp_path / "state.json")
-    yield rec
-    apps = [a for a in runtime_local.status() if a == "lm" or a.startswith("rev-")]
-    if apps:
-        runtime_local.delete_apps(apps)
 
 
 def wait_for(check: Any, timeout_s: float, what: str) -> float:

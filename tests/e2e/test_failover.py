@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,10 @@ import ray
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_runtime import local as runtime_local
 from lmops_runtime.config import RouterConfig
-from tests.e2e.load import Load, running_replicas
 from tests.runtime import serve_configs as sc
-from tests.runtime.router_support import broken_generate_model, deployed, replica_actors
+from tests.runtime.router_support import deployed, replica_actors
+from tests.support.load import Load, running_replicas
+from tests.support.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 
@@ -83,15 +83,6 @@ def manifest(source: Path) -> dict[str, Any]:
             "failover": {"keepPreviousWarm": True},
         },
     }
-
-
-@pytest.fixture
-def reconciler(ray_local: None, tmp_path: Path) -> Iterator[LocalReconciler]:
-    rec = LocalReconciler(path=tmp_path / "state.json")
-    yield rec
-    apps = [a for a in runtime_local.status() if a == "lm" or a.startswith("rev-")]
-    if apps:
-        runtime_local.delete_apps(apps)
 
 
 def test_unhealthy_stable_moves_traffic_to_the_warm_previous_revision(

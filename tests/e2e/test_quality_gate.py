@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from lmops_operator.quality_gate import REVISION_HEADER, RouterEvaluator, evalua
 from lmops_runtime.config import RouterConfig
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed
+from tests.support.models import copy_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -45,18 +45,12 @@ TEXTS = [
 ]
 
 
-def _copy_tokenizer(source: Path, dest: Path) -> None:
-    for path in source.iterdir():
-        if path.is_file() and path.name not in {"config.json", "model.safetensors", "generation_config.json"}:
-            shutil.copy(path, dest / path.name)
-
-
 def _worse_generator(source: Path, dest: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(source)
     with torch.no_grad():
         model.lm_head.weight.mul_(5.0)
     model.save_pretrained(dest)
-    _copy_tokenizer(source, dest)
+    copy_tokenizer(source, dest)
     return dest
 
 
@@ -66,7 +60,7 @@ def _worse_classifier(source: Path, dest: Path) -> Path:
         model.classifier.weight.neg_()
         model.classifier.bias.neg_()
     model.save_pretrained(dest)
-    _copy_tokenizer(source, dest)
+    copy_tokenizer(source, dest)
     return dest
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,23 +35,6 @@ def redeploy(document: dict[str, Any], *, skip: tuple[str, ...] = ()) -> None:
     local.deploy(document)
     names = [app["name"] for app in document["applications"] if app["name"] not in skip]
     local.wait_ready(READY_TIMEOUT_S, names)
-
-
-def broken_generate_model(source: Path, dest: Path) -> Path:
-    """A real model that loads and passes a one-token health probe, but fails any ordinary forward pass.
-
-    Its embedding table is cut to 8 rows, while the byte-level tokenizer emits ids up to 259: every real
-    prompt hits an out-of-range index inside the model, a genuine server fault rather than a test flag.
-    """
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(source)
-    model.resize_token_embeddings(8)
-    model.save_pretrained(dest)
-    for path in source.iterdir():
-        if path.name not in {"config.json", "model.safetensors", "generation_config.json"} and path.is_file():
-            shutil.copy(path, dest / path.name)
-    return dest
 
 
 def replica_actors(app_name: str, deployment: str) -> set[str]:

@@ -17,13 +17,13 @@ import pytest
 from lmops_runtime.config import RouterConfig
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import (
-    broken_generate_model,
     deployed,
     redeploy,
     replica_actors,
     revision_counts,
     stats,
 )
+from tests.support.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""A closed-loop load generator and a replica sampler for the end-to-end autoscaling and failover tests.
+"""A closed-loop load generator and a replica sampler for the local-Ray proofs and benchmarks (autoscaling,
+failover, rollback).
 
 Clients never retry: every non-200 answer or transport error is a failed client request, which is what the
 proofs count. Each outcome is stamped with the time it finished and the revision that served it.

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from lmops_runtime.tiny import save_tiny_model
+
+if TYPE_CHECKING:
+    from lmops_operator.local.reconciler import LocalReconciler
 
 TINY_LABELS = ["negative", "neutral", "positive"]
 
@@ -67,3 +71,16 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+@pytest.fixture
+def reconciler(ray_local: None, tmp_path: Path) -> Iterator[LocalReconciler]:
+    """Local mode's reconciler with its own state file; the Serve apps it made are deleted afterwards."""
+    from lmops_operator.local.reconciler import LocalReconciler
+    from lmops_runtime import local as runtime_local
+
+    rec = LocalReconciler(path=tmp_path / "state.json")
+    yield rec
+    apps = [a for a in runtime_local.status() if a == "lm" or a.startswith("rev-")]
+    if apps:
+        runtime_local.delete_apps(apps)
