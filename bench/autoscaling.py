@@ -13,7 +13,6 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,14 +59,6 @@ def manifest(source: Path) -> dict[str, Any]:
     }
 
 
-def replicas(revision: str) -> int:
-    from lmops_runtime import local as runtime_local
-
-    app = runtime_local.status().get(f"rev-{revision}") or {}
-    deployment = (app.get("deployments") or {}).get("ModelServer") or {}
-    return int((deployment.get("replicas") or {}).get("RUNNING", 0))
-
-
 def first_token_seconds(url: str) -> float:
     """Seconds from sending a streamed completion to its first token chunk."""
     body = {"model": "bench-scale", "prompt": "hello", "max_tokens": 8, "stream": True}
@@ -84,45 +75,12 @@ def first_token_seconds(url: str) -> float:
     return first
 
 
-class StepLoad:
-    """``clients`` closed-loop threads; counts completions and failures (no retries)."""
-
-    def __init__(self, url: str, clients: int) -> None:
-        self.url, self.clients = url, clients
-        self.stop = threading.Event()
-        self.done: list[float] = []
-        self.failed = 0
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
-
-    def _run(self) -> None:
-        body = {"model": "bench-scale", "prompt": "hello world", "max_tokens": 16}
-        with httpx.Client(timeout=300) as http:
-            while not self.stop.is_set():
-                try:
-                    ok = http.post(f"{self.url}/v1/completions", json=body).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                with self.lock:
-                    if ok:
-                        self.done.append(time.monotonic())
-                    else:
-                        self.failed += 1
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def finish(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(300)
-
-
 def run(quick: bool) -> Result:
     from lmops_operator.local.reconciler import LocalReconciler
     from lmops_runtime import local as runtime_local
     from lmops_runtime.tiny import save_tiny_model
+    from tests.support.load import Load
+    from tests.support.load import running_replicas as replicas
 
     clients, step_s, warm_trials = (4, 40, 3) if quick else (6, 90, 5)
     info = machine_info()
@@ -141,14 +99,14 @@ def run(quick: bool) -> Result:
         warm = [first_token_seconds(url) for _ in range(warm_trials)]
         log(f"warm first token median {statistics.median(warm):.3f} s")
 
-        load = StepLoad(url, clients)
+        load = Load(url, clients=clients, max_tokens=16, model="bench-scale")
         curve: list[tuple[float, int, int]] = []  # (seconds since step, clients, running replicas)
         t0 = time.monotonic()
         load.start()
         while time.monotonic() - t0 < step_s:
             curve.append((time.monotonic() - t0, clients, replicas(revision)))
             time.sleep(1)
-        load.finish()
+        load.stop()
         stopped = time.monotonic() - t0
         log("load stopped; waiting for zero replicas")
         while replicas(revision) > 0 and time.monotonic() - t0 < stopped + 300:
@@ -165,7 +123,8 @@ def run(quick: bool) -> Result:
 
     to_max = first_at(lambda n: n >= MAX_REPLICAS)
     to_zero = next((t for t, c, n in curve if c == 0 and n == 0), None)
-    throughput = len(load.done) / stopped if stopped else 0.0
+    completed = len(load.served)
+    throughput = completed / stopped if stopped else 0.0
     back_to_zero = None if to_zero is None else to_zero - stopped
     data = {
         "ttft_from_zero_s": cold,
@@ -175,8 +134,8 @@ def run(quick: bool) -> Result:
         "step_seconds": step_s,
         "seconds_to_max_replicas": to_max,
         "seconds_back_to_zero_after_load": back_to_zero,
-        "requests_completed": len(load.done),
-        "requests_failed": load.failed,
+        "requests_completed": completed,
+        "requests_failed": len(load.failures),
         "throughput_rps": throughput,
         "curve": curve,
     }
@@ -188,7 +147,7 @@ def run(quick: bool) -> Result:
             ["cold / warm ratio", fmt(ratio(cold, statistics.median(warm)), 1)],
             [f"seconds until {MAX_REPLICAS} replicas under {clients} clients", fmt(to_max)],
             ["seconds back to zero after the load stopped", fmt(back_to_zero)],
-            ["requests completed / failed during the step", f"{len(load.done)} / {load.failed}"],
+            ["requests completed / failed during the step", f"{completed} / {len(load.failures)}"],
         ],
     )
     every = max(1, len(curve) // 25)

@@ -23,18 +23,15 @@ import argparse
 import bisect
 import copy
 import math
-import shutil
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,6 +49,11 @@ from bench.common import (
     outputs,
     start_ray,
 )
+from tests.support.manifests import canary_manifest
+from tests.support.models import broken_generate_model
+
+if TYPE_CHECKING:
+    from tests.support.load import Load
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RECONCILE_S = 5.0
@@ -295,79 +297,10 @@ def walk_canary(replicas: int, gpus: int, scenario: str, rps: int = 20) -> dict[
 # --- part 2: rolling back a failing canary on a local Ray ---------------------------------------------------
 
 
-def broken_copy(model_dir: Path, dest: Path) -> Path:
-    """A model that loads and passes the health probe but fails every real prompt: its embedding table
-    keeps only the 4 special tokens, so any text token is out of range at forward."""
-    from transformers import AutoModelForCausalLM
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in model_dir.iterdir():
-        if "token" in item.name or item.name.endswith(".jinja"):
-            shutil.copy(item, dest / item.name)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.resize_token_embeddings(4)
-    model.save_pretrained(dest)
-    return dest
-
-
 def local_manifest(source: Path, max_new_tokens: int, interval_s: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "lmops.io/v1alpha1",
-        "kind": "LanguageModel",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "model": {"source": f"file://{source}", "generation": {"maxNewTokens": max_new_tokens}},
-            "runtime": {"gpus": 0},
-            "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
-            "rollout": {
-                "steps": [{"weight": 25, "pauseSeconds": 30}, {"weight": 60, "pauseSeconds": 30}],
-                "analysis": {
-                    "intervalSeconds": interval_s,
-                    "minRequests": 5,
-                    "failureLimit": 1,
-                    "maxErrorRate": 0.05,
-                },
-            },
-        },
-    }
-
-
-@dataclass
-class Load:
-    """Closed-loop clients sending short completions; every outcome counted, nothing retried client-side."""
-
-    url: str
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    ok: Counter[str] = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def sent(self) -> int:
-        with self.lock:
-            return sum(self.ok.values()) + len(self.failures)
-
-    def client(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=60) as http:
-            while not self.stop.is_set():
-                body = {"model": "bench", "prompt": "hello world", "max_tokens": 4}
-                try:
-                    response = http.post(f"{self.url}/v1/completions", json=body)
-                    good = response.status_code == 200
-                    outcome = (
-                        response.headers.get("x-lmops-revision", "?")
-                        if good
-                        else f"{response.status_code}: {response.text[:200]}"
-                    )
-                except httpx.HTTPError as exc:
-                    good, outcome = False, f"{type(exc).__name__}: {exc}"
-                with self.lock:
-                    if good:
-                        self.ok[outcome] += 1
-                    else:
-                        self.failures.append(outcome)
+    return canary_manifest(
+        source, name="bench", max_new_tokens=max_new_tokens, pause_s=30, interval_s=interval_s
+    )
 
 
 def rollback_trials(trials: int, clients: int, interval_s: int) -> dict[str, Any]:
@@ -377,35 +310,34 @@ def rollback_trials(trials: int, clients: int, interval_s: int) -> dict[str, Any
     from lmops_operator.local.reconciler import LocalReconciler
     from lmops_runtime import local as runtime_local
     from lmops_runtime.tiny import save_tiny_model
+    from tests.support.load import Load
 
     out: dict[str, Any] = {"trials": [], "clients": clients, "analysis_interval_s": interval_s}
     with tempfile.TemporaryDirectory(prefix="lmops-bench-rollout-") as tmp:
         root = Path(tmp)
         good = save_tiny_model(root / "good", "generate")
-        broken = broken_copy(good, root / "broken")
+        broken = broken_generate_model(good, root / "broken")
         start_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             reconciler = LocalReconciler(path=root / "state.json")
             reconciler.apply(local_manifest(good, 8, interval_s), http_port=runtime_local.free_port())
             first = reconciler.run(timeout_s=600)
             stable = first.target
-            load = Load(f"http://127.0.0.1:{reconciler.state().http_port}")
-            with ThreadPoolExecutor(clients) as pool:
-                for _ in range(clients):
-                    pool.submit(load.client)
-                try:
+            port = reconciler.state().http_port
+            load = Load(f"http://127.0.0.1:{port}", clients=clients, max_tokens=4, model="bench").start()
+            try:
+                time.sleep(2)
+                for trial in range(trials):
+                    log(f"rollout: failing canary {trial + 1}/{trials}")
+                    out["trials"].append(_one_rollback(reconciler, load, broken, 12 + trial, interval_s))
+                    assert out["trials"][-1]["stable_after"] == stable
                     time.sleep(2)
-                    for trial in range(trials):
-                        log(f"rollout: failing canary {trial + 1}/{trials}")
-                        out["trials"].append(_one_rollback(reconciler, load, broken, 12 + trial, interval_s))
-                        assert out["trials"][-1]["stable_after"] == stable
-                        time.sleep(2)
-                finally:
-                    load.stop.set()
+            finally:
+                load.stop()
             out["requests_sent"] = load.sent
             out["requests_failed"] = len(load.failures)
-            out["failures"] = load.failures[:10]
-            out["served_by_revision"] = dict(load.ok)
+            out["failures"] = [what for _, what in load.failures[:10]]
+            out["served_by_revision"] = dict(load.by_revision())
         finally:
             apps = [a for a in runtime_local.status() if a == "lm" or a.startswith("rev-")]
             if apps:

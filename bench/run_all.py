@@ -38,7 +38,8 @@ through `make bench`): the lmops path against the baseline a user would pick fir
 the hardware or the API server, on the same machine, in the same process run, with the same model files.
 The absolute numbers come from one run on a 2-core machine that other jobs may share (each section's
 machine line gives the load average at its start, and the serving section the load around each path), so
-read the ratios rather than the absolute values. Throughput and latency are medians of repeated trials. Raw figures: `bench/results/*.json`.
+read the ratios rather than the absolute values. Throughput and latency are medians of repeated trials.
+Raw figures: `bench/results/*.json`.
 
 Reproduce: `make bench` (or `.venv/bin/python bench/run_all.py --quick` for a plumbing check in minutes,
 written to `bench/out-quick/`; `--only serving` reruns one benchmark and re-renders this page;

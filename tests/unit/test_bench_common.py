@@ -102,5 +102,5 @@ def test_page_lists_results_in_order_and_says_what_was_not_measured() -> None:
     )
     assert "Not measured in this run: `bench/operator_scale.py` exited with 1" in page
     assert "![Rollout cost](img/rollout-gpus.png)" in page and "Note: n1" in page
-    assert "shared 2-core machine" in page and "Quick mode" not in page
+    assert "2-core machine" in page and "Quick mode" not in page
     assert "Quick mode" in render_page(results, {}, quick=True)
