@@ -104,3 +104,4 @@ class RouterConfig(_Strict):
     max_request_bytes: int = 1_000_000
     max_tokens_limit: int = 4096
     scale_from_zero_timeout_s: float = 120.0
+    stream_interval_ms: int = 50

@@ -22,6 +22,8 @@ from lmops_runtime.protocol import (
     ClassifyResult,
     EmbedRequest,
     EmbedResult,
+    GenerateBatch,
+    GenerateBatchResult,
     GenerateRequest,
     GenerateResult,
     InvalidRequestError,
@@ -83,6 +85,21 @@ class ModelServerImpl:
         self._require("generate")
         assert self.generator is not None
         async for chunk in self.generator.stream(_validated(GenerateRequest, request)):
+            yield chunk
+
+    async def generate_batch(self, batch: GenerateBatch | dict[str, Any]) -> GenerateBatchResult:
+        """A prompt list and/or n > 1 in one call, so every choice of a response comes from this revision."""
+        self._require("generate")
+        assert self.generator is not None
+        results = await self.generator.generate_many(_validated(GenerateBatch, batch).requests)
+        return GenerateBatchResult(results=results)
+
+    async def generate_batch_stream(
+        self, batch: GenerateBatch | dict[str, Any]
+    ) -> AsyncIterator[StreamChunk]:
+        self._require("generate")
+        assert self.generator is not None
+        async for chunk in self.generator.stream_many(_validated(GenerateBatch, batch).requests):
             yield chunk
 
     async def classify(self, request: ClassifyRequest | dict[str, Any]) -> ClassifyResult:
@@ -194,6 +211,15 @@ class ModelServer:
 
     async def generate_stream(self, request: GenerateRequest | dict[str, Any]) -> AsyncIterator[StreamChunk]:
         async for chunk in self._impl.generate_stream(request):
+            yield chunk
+
+    async def generate_batch(self, batch: GenerateBatch | dict[str, Any]) -> GenerateBatchResult:
+        return await self._impl.generate_batch(batch)
+
+    async def generate_batch_stream(
+        self, batch: GenerateBatch | dict[str, Any]
+    ) -> AsyncIterator[StreamChunk]:
+        async for chunk in self._impl.generate_batch_stream(batch):
             yield chunk
 
     async def classify(self, request: ClassifyRequest | dict[str, Any]) -> ClassifyResult:

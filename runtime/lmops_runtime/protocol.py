@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lmops_runtime.config import Strategy, Task
 
+#: The most alternatives a token's logprobs may list (OpenAI's chat cap; completions cap at 5 in the Router).
+MAX_TOP_LOGPROBS = 20
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,7 +29,9 @@ class GenerateRequest(_Message):
     """One generation call; unset sampling fields fall back to the revision's GenerationDefaults.
 
     Exactly one of ``prompt`` and ``messages`` is set; ``messages`` go through the tokenizer's chat template
-    (or a plain default template where the tokenizer has none).
+    (or a plain default template where the tokenizer has none). ``logprobs`` (0..20 alternatives) asks for
+    each generated token's log-probability; with ``echo`` the prompt's tokens are scored too, and
+    ``max_new_tokens`` 0 then means "score the prompt only".
     """
 
     prompt: str | None = None
@@ -39,25 +44,83 @@ class GenerateRequest(_Message):
     num_beams: int | None = None
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool = False
+    #: Streamed tokens produced within this many milliseconds go out as one chunk (the first never waits);
+    #: the Router sets it from ``spec.serving.streamIntervalMilliseconds``.
+    stream_interval_ms: int = Field(default=0, ge=0, le=1000)
 
 
 FinishReason = Literal["stop", "length"]
 
 
+class TopLogprob(_Message):
+    """One likely token at a position: its id, decoded text, raw UTF-8 bytes and log-probability."""
+
+    token_id: int
+    token: str
+    bytes: list[int]
+    logprob: float
+
+
+class TokenLogprob(_Message):
+    """A token that was generated (or echoed) with its log-probability under the model's own distribution.
+
+    ``logprob`` is None only for a prompt's first token, which nothing predicts; ``top`` then is None too.
+    """
+
+    token_id: int
+    token: str
+    bytes: list[int]
+    logprob: float | None
+    top: list[TopLogprob] | None = None
+
+
 class GenerateResult(_Message):
+    """``logprobs`` is set when the request asked for logprobs; ``prompt_logprobs`` when it also asked for
+    ``echo``."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 class StreamChunk(_Message):
-    """One piece of a streamed generation; the last chunk carries ``finish_reason`` and the token counts."""
+    """One piece of a streamed generation; the last chunk carries ``finish_reason`` and the token counts.
+
+    ``index`` says which request of a GenerateBatch the chunk belongs to. ``logprobs`` holds the tokens that
+    arrived since the previous chunk (so a chunk may carry tokens whose text is still held back, and the
+    reverse); the first chunk of an echo request carries ``prompt_logprobs``.
+    """
 
     text: str
+    index: int = 0
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
+
+
+#: Requests one GenerateBatch may hold (the Router's cap on prompts x n is lower).
+MAX_BATCH_REQUESTS = 64
+
+
+class GenerateBatch(_Message):
+    """Several generations served together by one revision: a prompt list and/or ``n`` > 1.
+
+    One handle call instead of one per choice keeps all choices of a response on the same revision and counts
+    the response once.
+    """
+
+    requests: list[GenerateRequest] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
+
+
+class GenerateBatchResult(_Message):
+    results: list[GenerateResult]
 
 
 class ClassifyRequest(_Message):
@@ -119,6 +182,8 @@ class InvalidRequestError(ValueError):
 # The ModelServer deployment's handle methods (the Router calls exactly these):
 #   generate(GenerateRequest) -> GenerateResult
 #   generate_stream(GenerateRequest) -> AsyncIterator[StreamChunk]   (call with handle.options(stream=True))
+#   generate_batch(GenerateBatch) -> GenerateBatchResult              (results in request order)
+#   generate_batch_stream(GenerateBatch) -> AsyncIterator[StreamChunk] (chunks of all requests, by index)
 #   classify(ClassifyRequest) -> ClassifyResult
 #   embed(EmbedRequest) -> EmbedResult
 #   score(ScoreRequest) -> ScoreResult                               (generate task only)

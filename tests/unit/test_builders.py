@@ -152,6 +152,7 @@ def test_serve_config_matches_runtime_contract() -> None:
     assert config.api_keys_file == "/etc/lmops/api-keys/keys"
     assert config.sticky_header == "X-Session-Id" and config.rate_limit_per_minute == 600
     assert config.max_tokens_limit == 1024 and config.scale_from_zero_timeout_s == 120.0
+    assert config.stream_interval_ms == 20
     assert server["name"] == f"rev-{revision}" and server["route_prefix"] is None
     assert server["import_path"] == contract.SERVER_IMPORT_PATH
     args = contract.ServerArgs.model_validate(server["args"])

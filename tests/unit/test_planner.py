@@ -53,8 +53,9 @@ def test_revision_name_is_stable_and_dns_safe() -> None:
         {"failover": {"keepPreviousWarm": True}},
         {"runtime": {"image": "ghcr.io/lmops/runtime:9.9.9", "tolerations": []}},
         {"serving": {"maxOngoingRequests": 128, "rateLimitPerMinute": 5, "maxTokens": 2048}},
+        {"serving": {"streamIntervalMilliseconds": 0}},
     ],
-    ids=["autoscaling", "rollout", "failover", "image", "request-limits"],
+    ids=["autoscaling", "rollout", "failover", "image", "request-limits", "stream-interval"],
 )
 def test_revision_unchanged_by_non_model_edits(change: dict) -> None:  # type: ignore[type-arg]
     assert _revision(change) == BASE

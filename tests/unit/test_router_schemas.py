@@ -39,9 +39,12 @@ def test_completion_maps_openai_sampling_to_strategies() -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"model": "m", "prompt": ["a", "b"]},
-        {"model": "m", "prompt": "a", "n": 2},
-        {"model": "m", "prompt": "a", "logprobs": 2},
+        {"model": "m", "prompt": ["a"] * 17},
+        {"model": "m", "prompt": ["a"] * 4, "n": 5},
+        {"model": "m", "prompt": "a", "n": 17},
+        {"model": "m", "prompt": "a", "logprobs": 6},
+        {"model": "m", "prompt": "a", "best_of": 3},
+        {"model": "m", "prompt": "a", "max_tokens": 0},
         {"model": "m", "prompt": 3},
         {"model": "m", "prompt": "a", "temperature": "hot"},
         {"prompt": "a"},

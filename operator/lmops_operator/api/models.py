@@ -456,6 +456,13 @@ class ServingSpec(_ApiModel):
         pattern=HEADER_PATTERN,
         description="Request header whose value pins a client to one revision during a canary.",
     )
+    stream_interval_milliseconds: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Streamed tokens produced within this window go out as one chunk, so a fast model does "
+        "not pay a Ray Serve message per token; the first token is never held. 0 sends every token alone.",
+    )
 
     @model_validator(mode="after")
     def _rate_limit_needs_keys(self) -> ServingSpec:

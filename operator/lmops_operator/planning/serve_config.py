@@ -53,6 +53,7 @@ def router_config(
         max_request_bytes=serving.max_request_bytes,
         max_tokens_limit=serving.max_tokens,
         scale_from_zero_timeout_s=float(lm.spec.autoscaling.scale_from_zero_timeout_seconds),
+        stream_interval_ms=serving.stream_interval_milliseconds,
     )
 
 

@@ -10,15 +10,24 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from lmops_runtime.config import BatchingConfig
+from lmops_runtime.engine.coalesce import coalesce_chunks
 from lmops_runtime.engine.continuous import ContinuousBatcher
+from lmops_runtime.engine.logprobs import StepLogprobs, TokenTexts
 from lmops_runtime.engine.params import SamplingParams, resolve_params
 from lmops_runtime.engine.prompt import prompt_token_ids
+from lmops_runtime.engine.scoring import prompt_logprobs
 from lmops_runtime.engine.solo import SoloRunner
 from lmops_runtime.engine.static import StaticBatcher
 from lmops_runtime.engine.text import IncrementalDecoder, StopMatcher, cut_at_stop
 from lmops_runtime.engine.tokens import TokenUpdate, eos_token_ids
 from lmops_runtime.loading import LoadedModel
-from lmops_runtime.protocol import FinishReason, GenerateRequest, GenerateResult, StreamChunk
+from lmops_runtime.protocol import (
+    FinishReason,
+    GenerateRequest,
+    GenerateResult,
+    StreamChunk,
+    TokenLogprob,
+)
 
 Backend = Literal["continuous", "static"]
 T = TypeVar("T")
@@ -28,13 +37,15 @@ T = TypeVar("T")
 class PreparedRequest:
     input_ids: list[int]
     params: SamplingParams
+    echo: bool = False
 
 
 class TextGenerator:
     """Serves GenerateRequests for one causal LM.
 
     Greedy and unseeded sampling requests share a batch (continuous batching by default, ``@serve.batch``
-    static batching as the alternative); beam search and seeded sampling run alone (see ``solo``).
+    static batching as the alternative); beam search, seeded sampling and requests for logprobs (which the
+    continuous batching manager does not expose) run alone (see ``solo``).
     """
 
     def __init__(
@@ -42,6 +53,7 @@ class TextGenerator:
     ) -> None:
         self._loaded = loaded
         self._tokenizer = loaded.tokenizer
+        self._texts = TokenTexts(loaded.tokenizer)
         eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
         pad_id = int(loaded.tokenizer.pad_token_id)
         # Apart from the continuous batching thread, the model is used from this one thread only.
@@ -75,11 +87,36 @@ class TextGenerator:
         input_ids = prompt_token_ids(self._tokenizer, request)
         spec = self._loaded.spec
         params = resolve_params(request, spec.generation, len(input_ids), self._loaded.max_sequence_length)
-        return PreparedRequest(input_ids, params)
+        return PreparedRequest(input_ids, params, request.echo)
+
+    async def _prompt_logprobs(self, prepared: PreparedRequest) -> list[TokenLogprob] | None:
+        """The echoed prompt's teacher-forced logprobs, when the request asked for echo and logprobs."""
+        top_n = prepared.params.logprobs
+        if not prepared.echo or top_n is None:
+            return None
+        loaded, ids = self._loaded, prepared.input_ids
+        steps = await self.run_exclusive(lambda: prompt_logprobs(loaded, ids, top_n))
+        return self._texts.convert(steps)
+
+    def _logprobs(
+        self, prepared: PreparedRequest, steps: list[StepLogprobs] | None
+    ) -> list[TokenLogprob] | None:
+        if prepared.params.logprobs is None:
+            return None
+        if steps is None:
+            raise RuntimeError(
+                "the generation backend returned no logprobs for a request that asked for them"
+            )
+        return self._texts.convert(steps)
 
     async def _updates(self, prepared: PreparedRequest, stream: bool) -> AsyncGenerator[TokenUpdate]:
         params = prepared.params
-        batchable = params.strategy == "greedy" or (params.strategy == "sample" and params.seed is None)
+        if params.max_new_tokens == 0:  # echo only: nothing to generate
+            yield TokenUpdate([], "length", [] if params.logprobs is not None else None)
+            return
+        batchable = params.logprobs is None and (
+            params.strategy == "greedy" or (params.strategy == "sample" and params.seed is None)
+        )
         if batchable and self._continuous is not None:
             async for update in self._continuous.run(prepared.input_ids, params):
                 yield update
@@ -89,8 +126,12 @@ class TextGenerator:
             async for update in self._solo.run(prepared.input_ids, params, stream):
                 yield update
 
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        prepared = self.prepare(request)
+    async def generate(
+        self, request: GenerateRequest, prepared: PreparedRequest | None = None
+    ) -> GenerateResult:
+        """One generation; ``prepared`` (from ``prepare(request)``) when the caller validated it already."""
+        prepared = prepared or self.prepare(request)
+        prompt_lp = await self._prompt_logprobs(prepared)
         stops = prepared.params.stop
         decoder = IncrementalDecoder(self._tokenizer)
         matcher = StopMatcher(stops)
@@ -115,22 +156,44 @@ class TextGenerator:
             prompt_tokens=len(prepared.input_ids),
             completion_tokens=len(final.tokens),
             finish_reason=reason,
+            logprobs=self._logprobs(prepared, final.logprobs),
+            prompt_logprobs=prompt_lp,
         )
 
-    async def stream(self, request: GenerateRequest) -> AsyncIterator[StreamChunk]:
-        """Token deltas as they are decoded; the last chunk says why generation ended and counts tokens."""
-        prepared = self.prepare(request)
+    def stream(
+        self, request: GenerateRequest, prepared: PreparedRequest | None = None, index: int = 0
+    ) -> AsyncIterator[StreamChunk]:
+        """``request``'s chunks, those decoded within its ``stream_interval_ms`` of each other merged."""
+        return coalesce_chunks(self._stream(request, prepared, index), request.stream_interval_ms / 1000)
+
+    async def _stream(
+        self, request: GenerateRequest, prepared: PreparedRequest | None, index: int
+    ) -> AsyncIterator[StreamChunk]:
+        """Token deltas as they are decoded; the last chunk says why generation ended and counts tokens.
+
+        With logprobs, each chunk carries the logprobs of the tokens that arrived since the previous one; an
+        echo request's first chunk carries the prompt's. Every chunk is tagged with ``index``.
+        """
+        prepared = prepared or self.prepare(request)
+        prompt_lp = await self._prompt_logprobs(prepared)
+        if prompt_lp is not None:
+            yield StreamChunk(text="", index=index, prompt_logprobs=prompt_lp)
         decoder = IncrementalDecoder(self._tokenizer)
         matcher = StopMatcher(prepared.params.stop)
         seen = 0
         count = 0
+        sent_logprobs = 0
+        pending: list[TokenLogprob] | None = None
         reason: FinishReason = "length"
         async with aclosing(self._updates(prepared, stream=True)) as updates:
             async for update in updates:
                 delta = matcher.feed(decoder.add(update.tokens[seen:]))
                 seen = count = len(update.tokens)
-                if delta:
-                    yield StreamChunk(text=delta)
+                pending = self._logprobs(prepared, (update.logprobs or [])[sent_logprobs:])
+                if delta or pending:
+                    sent_logprobs += len(pending or [])
+                    yield StreamChunk(text=delta, index=index, logprobs=pending)
+                    pending = None
                 if matcher.stopped:
                     break
                 if update.finish_reason is not None:
@@ -139,8 +202,61 @@ class TextGenerator:
         if matcher.stopped:
             reason = "stop"
         yield StreamChunk(
-            text=tail, finish_reason=reason, prompt_tokens=len(prepared.input_ids), completion_tokens=count
+            text=tail,
+            index=index,
+            finish_reason=reason,
+            prompt_tokens=len(prepared.input_ids),
+            completion_tokens=count,
+            logprobs=[] if prepared.params.logprobs is not None else None,
         )
+
+    async def generate_many(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
+        """Several generations at once (they batch where their strategy allows); all validated first.
+
+        The first failure fails the call and cancels the generations still running.
+        """
+        prepared = [self.prepare(request) for request in requests]
+        tasks = [asyncio.ensure_future(self.generate(r, p)) for r, p in zip(requests, prepared, strict=True)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def stream_many(self, requests: list[GenerateRequest]) -> AsyncIterator[StreamChunk]:
+        """The chunks of several streamed generations as they come, each tagged with its request's index.
+
+        Every request is validated before any starts, so a bad one fails the call before its first chunk.
+        A failing generation fails the whole stream; leaving early cancels all of them.
+        """
+        prepared = [self.prepare(request) for request in requests]
+        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
+
+        async def pump(index: int) -> None:
+            try:
+                async for chunk in self.stream(requests[index], prepared[index], index):
+                    queue.put_nowait(chunk)
+                queue.put_nowait(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                queue.put_nowait(exc)
+
+        tasks = [asyncio.ensure_future(pump(index)) for index in range(len(requests))]
+        try:
+            running = len(tasks)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def check(self) -> None:
         """Raise if the batching thread died (the health check also runs a forward pass)."""

@@ -23,6 +23,7 @@ class SamplingParams:
     num_beams: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    logprobs: int | None = None
 
 
 def resolve_params(
@@ -31,8 +32,8 @@ def resolve_params(
     """Merge request over defaults and reject what cannot be served, with a message the caller can act on."""
     strategy = request.strategy or defaults.strategy
     max_new_tokens = request.max_new_tokens if request.max_new_tokens is not None else defaults.max_new_tokens
-    if max_new_tokens < 1:
-        raise InvalidRequestError("max_new_tokens must be at least 1")
+    if max_new_tokens < (0 if request.echo else 1):
+        raise InvalidRequestError("max_new_tokens must be at least 1 (0 is allowed only with echo)")
     if prompt_tokens < 1:
         raise InvalidRequestError("the prompt is empty")
     if prompt_tokens + max_new_tokens > max_sequence_length:
@@ -47,13 +48,18 @@ def resolve_params(
         raise InvalidRequestError("stop sequences must not be empty")
     if request.num_beams is not None and strategy != "beam":
         raise InvalidRequestError(f"num_beams only applies to strategy beam, not {strategy}")
+    logprobs = request.logprobs
     if strategy == "greedy":
-        return SamplingParams("greedy", max_new_tokens, stop=stop, seed=request.seed)
+        return SamplingParams("greedy", max_new_tokens, stop=stop, seed=request.seed, logprobs=logprobs)
     if strategy == "beam":
+        if logprobs is not None and max_new_tokens > 0:
+            raise InvalidRequestError("logprobs are not available with beam search")
         num_beams = request.num_beams if request.num_beams is not None else defaults.num_beams
         if not 1 <= num_beams <= MAX_BEAMS:
             raise InvalidRequestError(f"num_beams must be between 1 and {MAX_BEAMS}")
-        return SamplingParams("beam", max_new_tokens, num_beams=num_beams, stop=stop, seed=request.seed)
+        return SamplingParams(
+            "beam", max_new_tokens, num_beams=num_beams, stop=stop, seed=request.seed, logprobs=logprobs
+        )
     temperature = request.temperature if request.temperature is not None else defaults.temperature
     top_k = request.top_k if request.top_k is not None else defaults.top_k
     top_p = request.top_p if request.top_p is not None else defaults.top_p
@@ -73,4 +79,5 @@ def resolve_params(
         top_p=top_p,
         stop=stop,
         seed=request.seed,
+        logprobs=logprobs,
     )

@@ -12,10 +12,13 @@ from collections.abc import Sequence
 import torch
 
 from lmops_runtime.engine.encoders import check_length
+from lmops_runtime.engine.logprobs import StepLogprobs, steps_from_logprobs
 from lmops_runtime.loading import LoadedModel
 
 # Texts per forward pass: logits are batch x length x vocabulary floats.
 SCORE_CHUNK = 8
+# Positions per log_softmax when scoring one prompt token by token (bounds the float32 copy of the logits).
+POSITION_CHUNK = 256
 
 
 def _score_chunk(loaded: LoadedModel, ids: list[list[int]]) -> list[float]:
@@ -49,3 +52,22 @@ def score_texts(loaded: LoadedModel, texts: Sequence[str]) -> tuple[list[float],
         values = iter(_score_chunk(loaded, scorable) if scorable else [])
         log_likelihoods += [next(values) if len(row) >= 2 else 0.0 for row in chunk]
     return log_likelihoods, [max(len(row) - 1, 0) for row in all_ids]
+
+
+def prompt_logprobs(loaded: LoadedModel, ids: Sequence[int], top_n: int) -> list[StepLogprobs]:
+    """Teacher-forced logprob of every prompt token (the first has none) with its ``top_n`` alternatives.
+
+    The same forward pass and log_softmax as ``score_texts``, so an echoed prompt's logprobs sum to its
+    ``/v1/score`` log-likelihood. Callers hold the model exclusively (see ``TextGenerator.run_exclusive``).
+    """
+    row = torch.tensor([list(ids)], dtype=torch.long, device=loaded.device)
+    steps = [StepLogprobs(int(ids[0]), None)]
+    if len(ids) < 2:
+        return steps
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=row, attention_mask=torch.ones_like(row)).logits[0]
+        for start in range(0, len(ids) - 1, POSITION_CHUNK):
+            end = min(start + POSITION_CHUNK, len(ids) - 1)
+            logprobs = logits[start:end].float().log_softmax(dim=-1)
+            steps += steps_from_logprobs(logprobs, row[0, start + 1 : end + 1], top_n)
+    return steps

@@ -16,6 +16,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from lmops_runtime.engine.logprobs import LogprobRecorder, StepLogprobs
 from lmops_runtime.engine.params import SamplingParams
 from lmops_runtime.engine.sampling import PerRowSampler, RowSampling
 from lmops_runtime.engine.stopping import PerRowStopStrings
@@ -58,14 +59,23 @@ def generate_rows(
     params: Sequence[SamplingParams],
     eos_ids: Sequence[int],
     streamer: BaseStreamer | None = None,
+    recorder: LogprobRecorder | None = None,
 ) -> list[TokenUpdate]:
-    """Padded static ``generate`` of several rows with per-row sampling and stop sequences (not beams)."""
+    """Padded static ``generate`` of several rows with per-row sampling and stop sequences (not beams).
+
+    Rows whose params ask for logprobs get them (see LogprobRecorder); a caller that streams passes the
+    recorder its streamer reads from.
+    """
     pad_id = int(tokenizer.pad_token_id)
     inputs = padded_batch(rows, pad_id, model.device)
     width = inputs["input_ids"].shape[1]
     longest = max(p.max_new_tokens for p in params)
     stops = PerRowStopStrings(tokenizer, width, [p.stop for p in params])
     processors = LogitsProcessorList()
+    if recorder is None and any(p.logprobs is not None for p in params):
+        recorder = LogprobRecorder([p.logprobs for p in params])
+    if recorder is not None:
+        processors.append(recorder)  # first: it must see the raw logits
     if any(p.strategy == "sample" for p in params):
         processors.append(PerRowSampler([RowSampling.for_params(p) for p in params]))
     with torch.inference_mode():
@@ -76,14 +86,21 @@ def generate_rows(
             stopping_criteria=StoppingCriteriaList([stops]),
             streamer=streamer,
         )
+    if recorder is not None:
+        recorder.resolve(output[:, -1])
     results = []
     for row, p in enumerate(params):
         generated = output[row, width:].tolist()
         stopped_at = stops.stopped_at[row]
         if stopped_at is not None:
-            results.append(TokenUpdate(generated[:stopped_at], "stop"))
+            update = TokenUpdate(generated[:stopped_at], "stop")
         else:
-            results.append(trim_finished(generated, eos_ids, p.max_new_tokens))
+            update = trim_finished(generated, eos_ids, p.max_new_tokens)
+        if recorder is not None and p.logprobs is not None:
+            update = TokenUpdate(
+                update.tokens, update.finish_reason, recorder.steps[row][: len(update.tokens)]
+            )
+        results.append(update)
     return results
 
 
@@ -100,18 +117,31 @@ def generate_beam(
 
 
 class _QueueStreamer(BaseStreamer):
-    """Hands each new token from the generate thread to the event loop; the first ``put`` is the prompt."""
+    """Hands each new token (and its logprobs, with a recorder) from the generate thread to the event loop;
+    the first ``put`` is the prompt."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: asyncio.Queue[object],
+        recorder: LogprobRecorder | None = None,
+    ) -> None:
         self._loop = loop
         self._queue = queue
+        self._recorder = recorder
         self._seen_prompt = False
+        self._count = 0
 
     def put(self, value: torch.Tensor) -> None:
         if not self._seen_prompt:
             self._seen_prompt = True
             return
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, value.reshape(-1).tolist())
+        steps: list[StepLogprobs] = []
+        if self._recorder is not None:
+            step = self._recorder.step(0, self._count, value)
+            steps = [step] if step is not None else []
+        self._count += 1
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, (value.reshape(-1).tolist(), steps))
 
     def end(self) -> None:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, _DONE)
@@ -138,6 +168,27 @@ class SoloRunner:
         with self._exclusive():
             return fn(*args)
 
+    def _generate_row(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        row: Sequence[int],
+        params: SamplingParams,
+        streamer: BaseStreamer | None = None,
+        recorder: LogprobRecorder | None = None,
+    ) -> asyncio.Future[list[TokenUpdate]]:
+        return loop.run_in_executor(
+            self._executor,
+            self._call,
+            generate_rows,
+            self._model,
+            self._tokenizer,
+            [row],
+            [params],
+            self._eos_ids,
+            streamer,
+            recorder,
+        )
+
     async def run(
         self, row: Sequence[int], params: SamplingParams, stream: bool
     ) -> AsyncGenerator[TokenUpdate]:
@@ -156,31 +207,12 @@ class SoloRunner:
             )
             return
         if not stream:
-            results = await loop.run_in_executor(
-                self._executor,
-                self._call,
-                generate_rows,
-                self._model,
-                self._tokenizer,
-                [row],
-                [params],
-                self._eos_ids,
-            )
-            yield results[0]
+            yield (await self._generate_row(loop, row, params))[0]
             return
         queue: asyncio.Queue[object] = asyncio.Queue()
-        streamer = _QueueStreamer(loop, queue)
-        future = loop.run_in_executor(
-            self._executor,
-            self._call,
-            generate_rows,
-            self._model,
-            self._tokenizer,
-            [row],
-            [params],
-            self._eos_ids,
-            streamer,
-        )
+        recorder = LogprobRecorder([params.logprobs]) if params.logprobs is not None else None
+        streamer = _QueueStreamer(loop, queue, recorder)
+        future = self._generate_row(loop, row, params, streamer, recorder)
 
         # If generate fails before the streamer's end(), the queue must still be released.
         def release(done: asyncio.Future[list[TokenUpdate]]) -> None:
@@ -189,11 +221,13 @@ class SoloRunner:
 
         future.add_done_callback(release)
         tokens: list[int] = []
+        steps: list[StepLogprobs] = []
         while True:
             item = await queue.get()
             if item is _DONE:
                 break
-            assert isinstance(item, list)
-            tokens.extend(item)
-            yield TokenUpdate(list(tokens))
+            assert isinstance(item, tuple)
+            tokens.extend(item[0])
+            steps.extend(item[1])
+            yield TokenUpdate(list(tokens), logprobs=list(steps) if recorder is not None else None)
         yield (await future)[0]

@@ -6,15 +6,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lmops_runtime.engine.logprobs import StepLogprobs
 from lmops_runtime.protocol import FinishReason
 
 
 @dataclass(frozen=True)
 class TokenUpdate:
-    """Cumulative generated token ids; ``finish_reason`` is set on the last update only."""
+    """Cumulative generated token ids; ``finish_reason`` is set on the last update only.
+
+    ``logprobs`` (one per token, cumulative too) is set by the backends that record them (solo) when the
+    request asked for logprobs.
+    """
 
     tokens: list[int]
     finish_reason: FinishReason | None = None
+    logprobs: list[StepLogprobs] | None = None
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -27,6 +27,8 @@ from lmops_runtime.protocol import (
     ClassifyResult,
     EmbedRequest,
     EmbedResult,
+    GenerateBatch,
+    GenerateBatchResult,
     GenerateRequest,
     GenerateResult,
     ScoreRequest,
@@ -37,6 +39,12 @@ from lmops_runtime.router import stats_actor
 from lmops_runtime.router.calls import Attempt, call_with_retry, cause_message, open_stream, wait_assigned
 from lmops_runtime.router.errors import ApiError, bad_request, error_body
 from lmops_runtime.router.limits import ApiKeys, RateLimiter, rate_limited
+from lmops_runtime.router.openai_format import (
+    chat_logprobs,
+    completion_logprobs,
+    summed_usage,
+    text_length,
+)
 from lmops_runtime.router.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -128,16 +136,6 @@ def _parse(model: type[M], body: bytes) -> M:
 def _sse(payload: dict[str, Any] | str) -> bytes:
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     return f"data: {data}\n\n".encode()
-
-
-def _sse_chunk(out: dict[str, Any], chunk: StreamChunk, include_usage: bool) -> list[bytes]:
-    """One streamed chunk, followed on the last one by the usage-only chunk OpenAI sends with
-    ``stream_options.include_usage``."""
-    pieces = [_sse(out)]
-    if chunk.finish_reason is not None and include_usage:
-        tail = {**out, "choices": [], "usage": usage(chunk.prompt_tokens or 0, chunk.completion_tokens or 0)}
-        pieces.append(_sse(tail))
-    return pieces
 
 
 @serve.deployment(name=contract.ROUTER_DEPLOYMENT, max_ongoing_requests=256)
@@ -385,14 +383,44 @@ class Router:
         self._record(revision, 200, latency, result.prompt_tokens, result.completion_tokens)
         return revision, result
 
+    async def _generate_all(
+        self, request: Request, gens: list[GenerateRequest], n: int
+    ) -> tuple[str, list[GenerateResult]]:
+        """All choices of one response from one revision: one handle call, counted once."""
+        if len(gens) == 1:
+            revision, result = await self._generate(request, gens[0])
+            return revision, [result]
+        revision, batch, latency = await self._unary(request, "generate_batch", GenerateBatch(requests=gens))
+        assert isinstance(batch, GenerateBatchResult)
+        prompt, completion = summed_usage(
+            [r.prompt_tokens for r in batch.results], [r.completion_tokens for r in batch.results], n
+        )
+        self._record(revision, 200, latency, prompt, completion)
+        return revision, batch.results
+
     async def _stream(
-        self, request: Request, gen: GenerateRequest, render: Callable[[StreamChunk, bool], list[bytes]]
+        self,
+        request: Request,
+        gens: list[GenerateRequest],
+        n: int,
+        render: Callable[[StreamChunk, bool], dict[str, Any]],
+        usage_envelope: dict[str, Any] | None,
     ) -> StreamingResponse:
-        """Stream a generation as SSE; a failure before the first chunk is retried, a later one ends it."""
-        deadline = time.monotonic() + self._config().scale_from_zero_timeout_s
+        """Stream one or several generations as SSE, each chunk rendered by ``render(chunk, first_of_its
+        choice)``; a failure before the first chunk is retried, a later one ends the stream. With
+        ``usage_envelope``, one usage-only chunk (that envelope, usage summed over choices) follows the last
+        choice's end."""
+        config = self._config()
+        deadline = time.monotonic() + config.scale_from_zero_timeout_s
+        gens = [g.model_copy(update={"stream_interval_ms": config.stream_interval_ms}) for g in gens]
+        expected = len(gens)
 
         async def start(revision: str, budget: float) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
-            response = self._handle(revision).options(stream=True).generate_stream.remote(gen)
+            handle = self._handle(revision).options(stream=True)
+            if expected == 1:
+                response = handle.generate_stream.remote(gens[0])
+            else:
+                response = handle.generate_batch_stream.remote(GenerateBatch(requests=gens))
             await wait_assigned(response, budget)
             try:
                 first = await response.__anext__()
@@ -407,31 +435,33 @@ class Router:
 
         async def body() -> AsyncIterator[bytes]:
             chunk: StreamChunk = first
-            is_first = True
-            finished = False
+            seen: set[int] = set()
+            prompt_tokens = [0] * expected
+            completion_tokens = [0] * expected
+            finished: set[int] = set()
             try:
                 while True:
-                    for piece in render(chunk, is_first):
-                        yield piece
-                    is_first = False
+                    yield _sse(render(chunk, chunk.index not in seen))
+                    seen.add(chunk.index)
                     if chunk.finish_reason is not None:
-                        finished = True
-                        break
+                        finished.add(chunk.index)
+                        prompt_tokens[chunk.index] = chunk.prompt_tokens or 0
+                        completion_tokens[chunk.index] = chunk.completion_tokens or 0
+                        if len(finished) == expected:
+                            break
                     try:
                         chunk = await rest.__anext__()
                     except StopAsyncIteration:
                         break
+                prompt, completion = summed_usage(prompt_tokens, completion_tokens, n)
                 self.health.record_success(revision)
-                self._record(
-                    revision,
-                    200,
-                    time.monotonic() - started,
-                    chunk.prompt_tokens or 0,
-                    chunk.completion_tokens or 0,
-                )
-                if not finished:
-                    for piece in render(StreamChunk(text="", finish_reason="stop"), False):
-                        yield piece
+                self._record(revision, 200, time.monotonic() - started, prompt, completion)
+                for index in range(expected):
+                    if index not in finished:
+                        end = StreamChunk(text="", index=index, finish_reason="stop")
+                        yield _sse(render(end, index not in seen))
+                if usage_envelope is not None:
+                    yield _sse({**usage_envelope, "choices": [], "usage": usage(prompt, completion)})
             except asyncio.CancelledError:
                 # The client went away: stop generating on the replica and count it as nginx's 499.
                 cancel = getattr(rest, "cancel", None)
@@ -456,6 +486,8 @@ class Router:
 
     @api.post("/v1/completions")
     async def completions(self, request: Request) -> Response:
+        """Legacy completions with ``n``, prompt lists, ``echo`` and ``logprobs`` (see CompletionRequest);
+        choice ``i * n + j`` is prompt ``i``'s ``j``-th answer."""
         started = time.monotonic()
         req = self._parse_or_count(CompletionRequest, await self._guard(request), started)
         try:
@@ -463,45 +495,53 @@ class Router:
             self._check_tokens(req.max_tokens, "max_tokens")
         except ApiError as exc:
             raise self._reject(exc, started) from None
-        gen = req.to_generate_request()
+        gens = req.to_generate_requests()
+        prompts = req.prompts()
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = self.args.model_name
+        envelope = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            offsets = [0] * len(gens)
 
-            def render(chunk: StreamChunk, _: bool) -> list[bytes]:
+            def render(chunk: StreamChunk, first: bool) -> dict[str, Any]:
+                echoed = req.echo and first
+                text = prompts[chunk.index // req.n] + chunk.text if echoed else chunk.text
+                logprobs = None
+                if req.logprobs is not None:
+                    entries = [*(chunk.prompt_logprobs or []), *(chunk.logprobs or [])]
+                    logprobs = completion_logprobs(entries, offsets[chunk.index])
+                    offsets[chunk.index] += text_length(entries)
                 choice = {
-                    "index": 0,
-                    "text": chunk.text,
-                    "logprobs": None,
+                    "index": chunk.index,
+                    "text": text,
+                    "logprobs": logprobs,
                     "finish_reason": chunk.finish_reason,
                 }
-                out: dict[str, Any] = {
-                    "id": completion_id,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [choice],
-                }
-                return _sse_chunk(out, chunk, include_usage)
+                return {**envelope, "choices": [choice]}
 
-            return await self._stream(request, gen, render)
-        revision, result = await self._generate(request, gen)
-        body = {
-            "id": completion_id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [
-                {"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}
-            ],
-            "usage": usage(result.prompt_tokens, result.completion_tokens),
-        }
+            return await self._stream(request, gens, req.n, render, envelope if include_usage else None)
+        revision, results = await self._generate_all(request, gens, req.n)
+        choices = []
+        for index, result in enumerate(results):
+            logprobs = None
+            if req.logprobs is not None:
+                entries = [*(result.prompt_logprobs or []), *(result.logprobs or [])]
+                logprobs = completion_logprobs(entries)
+            text = prompts[index // req.n] + result.text if req.echo else result.text
+            choices.append(
+                {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
+            )
+        prompt, completion = summed_usage(
+            [r.prompt_tokens for r in results], [r.completion_tokens for r in results], req.n
+        )
+        body = {**envelope, "choices": choices, "usage": usage(prompt, completion)}
         return JSONResponse(body, headers={REVISION_HEADER: revision})
 
     @api.post("/v1/chat/completions")
     async def chat_completions(self, request: Request) -> Response:
+        """Chat completions with ``n`` and ``logprobs``/``top_logprobs`` (see ChatCompletionRequest)."""
         started = time.monotonic()
         req = self._parse_or_count(ChatCompletionRequest, await self._guard(request), started)
         try:
@@ -511,28 +551,36 @@ class Router:
             )
         except ApiError as exc:
             raise self._reject(exc, started) from None
-        gen = req.to_generate_request()
+        gens = req.to_generate_requests()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = self.args.model_name
         if req.stream:
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
+            envelope = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+            }
 
-            def render(chunk: StreamChunk, is_first: bool) -> list[bytes]:
+            def render(chunk: StreamChunk, first: bool) -> dict[str, Any]:
                 delta: dict[str, Any] = {"content": chunk.text}
-                if is_first:
+                if first:
                     delta["role"] = "assistant"
-                out: dict[str, Any] = {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}],
+                choice: dict[str, Any] = {
+                    "index": chunk.index,
+                    "delta": delta,
+                    "logprobs": chat_logprobs(chunk.logprobs or []) if req.logprobs else None,
+                    "finish_reason": chunk.finish_reason,
                 }
-                return _sse_chunk(out, chunk, include_usage)
+                return {**envelope, "choices": [choice]}
 
-            return await self._stream(request, gen, render)
-        revision, result = await self._generate(request, gen)
+            return await self._stream(request, gens, req.n, render, envelope if include_usage else None)
+        revision, results = await self._generate_all(request, gens, req.n)
+        prompt, completion = summed_usage(
+            [r.prompt_tokens for r in results], [r.completion_tokens for r in results], req.n
+        )
         body = {
             "id": completion_id,
             "object": "chat.completion",
@@ -540,12 +588,14 @@ class Router:
             "model": model,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {"role": "assistant", "content": result.text},
+                    "logprobs": chat_logprobs(result.logprobs or []) if req.logprobs else None,
                     "finish_reason": result.finish_reason,
                 }
+                for index, result in enumerate(results)
             ],
-            "usage": usage(result.prompt_tokens, result.completion_tokens),
+            "usage": usage(prompt, completion),
         }
         return JSONResponse(body, headers={REVISION_HEADER: revision})
 
@@ -589,7 +639,7 @@ class Router:
         except ApiError as exc:
             raise self._reject(exc, started) from None
         revision, result = await self._generate(request, req.to_generate_request())
-        body = {**result.model_dump(), "revision": revision}
+        body = {**result.model_dump(exclude={"logprobs", "prompt_logprobs"}), "revision": revision}
         return JSONResponse(body, headers={REVISION_HEADER: revision})
 
     @api.post("/predict")

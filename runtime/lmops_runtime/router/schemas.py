@@ -10,10 +10,16 @@ import base64
 import struct
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmops_runtime.config import Strategy
 from lmops_runtime.protocol import ChatMessage, GenerateRequest
+
+#: Choices one completions or chat call may ask for (prompts x n): each is a full generation.
+MAX_CHOICES = 16
+#: OpenAI's caps on alternatives per token: 5 for legacy completions, 20 for chat.
+MAX_COMPLETION_LOGPROBS = 5
+MAX_CHAT_TOP_LOGPROBS = 20
 
 
 class _Request(BaseModel):
@@ -56,7 +62,14 @@ class _Sampling(_Request):
         return None
 
     def to_generate(
-        self, *, prompt: str | None, messages: list[ChatMessage] | None, max_new_tokens: int | None
+        self,
+        *,
+        prompt: str | None,
+        messages: list[ChatMessage] | None,
+        max_new_tokens: int | None,
+        seed: int | None = None,
+        logprobs: int | None = None,
+        echo: bool = False,
     ) -> GenerateRequest:
         strategy = self.resolved_strategy()
         return GenerateRequest(
@@ -69,30 +82,78 @@ class _Sampling(_Request):
             top_p=self.top_p,
             num_beams=self.num_beams,
             stop=self.stop_list(),
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
+            logprobs=logprobs,
+            echo=echo,
+        )
+
+    def choice_seed(self, j: int) -> int | None:
+        """Choice ``j`` of ``n`` samples with ``seed + j``: reproducible, yet the choices differ."""
+        return None if self.seed is None else self.seed + j
+
+
+def _check_n(n: int, prompts: int, best_of: int | None) -> None:
+    if best_of is not None and best_of != n:
+        raise ValueError(
+            f"best_of={best_of} is not supported: only best_of equal to n (or unset) is, "
+            "since this server does not rank candidates"
+        )
+    if prompts * n > MAX_CHOICES:
+        raise ValueError(
+            f"{prompts} prompt(s) x n={n} asks for {prompts * n} choices, "
+            f"more than the limit of {MAX_CHOICES}"
         )
 
 
 class CompletionRequest(_Sampling):
+    """OpenAI's legacy completions: a prompt or a list of prompts, each answered ``n`` times.
+
+    ``logprobs`` (0..5) returns each token's log-probability under the model's own distribution (log_softmax
+    of the raw logits, before temperature, top-k and top-p, as vLLM does) with that many alternatives.
+    ``echo`` puts the prompt before the completion; with ``logprobs`` its tokens are scored by teacher forcing
+    (the first gets null), and ``max_tokens`` 0 then scores the prompt without generating.
+    """
+
     model: str
     prompt: str | list[str]
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=1)
+    max_tokens: int | None = Field(default=None, ge=0)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    best_of: int | None = Field(default=None, ge=1)
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS)
     stream: bool = False
     stream_options: StreamOptions | None = None
 
-    @field_validator("prompt")
-    @classmethod
-    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and len(value) != 1:
-            raise ValueError("exactly one prompt per request is supported")
-        return value
+    @model_validator(mode="after")
+    def _check(self) -> CompletionRequest:
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("'prompt' must not be an empty list")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens 0 is allowed only with echo (to score the prompt)")
+        _check_n(self.n, len(self.prompts()), self.best_of)
+        return self
 
-    def prompt_text(self) -> str:
-        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def to_generate_requests(self) -> list[GenerateRequest]:
+        """One request per choice, in choice order: choice ``i * n + j`` is prompt ``i``'s ``j``-th."""
+        return [
+            self.to_generate(
+                prompt=prompt,
+                messages=None,
+                max_new_tokens=self.max_tokens,
+                seed=self.choice_seed(j),
+                logprobs=self.logprobs,
+                echo=self.echo,
+            )
+            for prompt in self.prompts()
+            for j in range(self.n)
+        ]
 
     def to_generate_request(self) -> GenerateRequest:
-        return self.to_generate(prompt=self.prompt_text(), messages=None, max_new_tokens=self.max_tokens)
+        """The first choice's request (all of them for one prompt with n=1)."""
+        return self.to_generate_requests()[0]
 
 
 class TextPart(_Request):
@@ -113,20 +174,46 @@ class ChatInputMessage(_Request):
 
 
 class ChatCompletionRequest(_Sampling):
+    """OpenAI chat completions; ``logprobs: true`` with ``top_logprobs`` (0..20) alternatives per token,
+    from the model's own distribution (see CompletionRequest)."""
+
     model: str
     messages: list[ChatInputMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_CHAT_TOP_LOGPROBS)
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ChatCompletionRequest:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise ValueError("top_logprobs requires logprobs to be true")
+        _check_n(self.n, 1, None)
+        return self
 
     def token_budget(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
-    def to_generate_request(self) -> GenerateRequest:
+    def to_generate_requests(self) -> list[GenerateRequest]:
         messages = [m.to_protocol() for m in self.messages]
-        return self.to_generate(prompt=None, messages=messages, max_new_tokens=self.token_budget())
+        top_n = (self.top_logprobs or 0) if self.logprobs else None
+        return [
+            self.to_generate(
+                prompt=None,
+                messages=messages,
+                max_new_tokens=self.token_budget(),
+                seed=self.choice_seed(j),
+                logprobs=top_n,
+            )
+            for j in range(self.n)
+        ]
+
+    def to_generate_request(self) -> GenerateRequest:
+        """The first choice's request (all of them with n=1)."""
+        return self.to_generate_requests()[0]
 
 
 class EmbeddingRequest(_Request):
