@@ -399,7 +399,15 @@ def run_ceiling(model: Any, tokenizer: Any, prompts: list[str], batch: int, work
 # --- (b) lmops ----------------------------------------------------------------------------------------------
 
 
-def serve_document(model_dir: Path, *, device: str, dtype: str, max_batch: int, cpus: int) -> dict[str, Any]:
+def serve_document(
+    model_dir: Path,
+    *,
+    device: str,
+    dtype: str,
+    max_batch: int,
+    cpus: int,
+    stream_interval_ms: int | None = None,
+) -> dict[str, Any]:
     """The serve config the operator would deploy for this model's first revision, built by its planner.
 
     A LanguageModel for the saved model goes through the operator's own first-deploy path: ``revision_data``
@@ -427,7 +435,15 @@ def serve_document(model_dir: Path, *, device: str, dtype: str, max_batch: int, 
                     "memory": "4Gi",
                 },
                 "autoscaling": {"minReplicas": 1, "maxReplicas": 1},
-                "serving": {"maxBatchSize": max_batch, "maxOngoingRequests": 2 * max_batch},
+                "serving": {
+                    "maxBatchSize": max_batch,
+                    "maxOngoingRequests": 2 * max_batch,
+                    **(
+                        {}
+                        if stream_interval_ms is None
+                        else {"streamIntervalMilliseconds": stream_interval_ms}
+                    ),
+                },
             },
         }
     )
@@ -525,6 +541,13 @@ class LocalServe:
         self.url = f"http://127.0.0.1:{port}"
         return self
 
+    def redeploy(self, document: dict[str, Any]) -> None:
+        """Apply a changed document in place (a Router config change reconfigures, no replica restarts)."""
+        from lmops_runtime import local
+
+        local.deploy(document)
+        local.wait_ready(timeout_s=600)
+
     def worker_torch_threads(self) -> int:
         """Torch threads in a Ray worker of this cluster: confirms the equal-threads setup reached Ray."""
         import ray
@@ -612,7 +635,12 @@ def run(
         data["flops"] = flops
         log(f"serving: bandwidth read {bandwidth['read'] / 1e9:.1f} GB/s, matmul {flops / 1e9:.0f} GFLOP/s")
         prompts = make_prompts(max_batch * work.requests_per_client, work.prompt_tokens)
-        results: dict[str, dict[int, list[RunStats]]] = {"baseline": {}, "ceiling": {}, "lmops": {}}
+        results: dict[str, dict[int, list[RunStats]]] = {
+            "baseline": {},
+            "ceiling": {},
+            "lmops": {},
+            "lmops_per_token": {},
+        }
         # Warm-up (first-call allocations, kernel selection) is not measured.
         warm = Workload(work.prompt_tokens, 4, (1,), 1, 1)
         run_baseline(model, tokenizer, prompts, 1, warm)
@@ -644,6 +672,23 @@ def run(
                         results["lmops"].setdefault(clients, []).append(
                             run_lmops(served.url, prompts, clients, work)
                         )
+                # b0: the same replica, its Router reconfigured to send every token as its own chunk.
+                served.redeploy(
+                    serve_document(
+                        model_dir,
+                        device=device,
+                        dtype=dtype,
+                        max_batch=max_batch,
+                        cpus=cpus,
+                        stream_interval_ms=0,
+                    )
+                )
+                for trial in range(work.trials):
+                    for clients in work.concurrency:
+                        log(f"serving: trial {trial + 1}/{work.trials}, {clients} clients: lmops, per token")
+                        results["lmops_per_token"].setdefault(clients, []).append(
+                            run_lmops(served.url, prompts, clients, work)
+                        )
     data["load_avg"]["end"] = round(os.getloadavg()[0], 2)
     data["paths"] = {
         path: {str(c): _summary(trials) for c, trials in by_c.items()}
@@ -667,6 +712,14 @@ def _title(device: str) -> str:
     return "Serving throughput (GPU)" if device == "cuda" else "Serving throughput (CPU)"
 
 
+LATENCY_ROWS = (
+    ("baseline", "a: generate"),
+    ("lmops", "b: lmops"),
+    ("lmops_per_token", "b0: chunk per token"),
+    ("ceiling", "c: static batch"),
+)
+
+
 def render(data: dict[str, Any], info: dict[str, Any]) -> tuple[str, list[str]]:
     """The tables: tokens/s and ratios per concurrency, then latency and TTFT percentiles per path."""
     work = data["workload"]
@@ -679,15 +732,18 @@ def render(data: dict[str, Any], info: dict[str, Any]) -> tuple[str, list[str]]:
         a = paths["baseline"][key]["tokens_per_s"]
         c = paths["ceiling"][key]["tokens_per_s"]
         b = paths["lmops"][key]["tokens_per_s"] if "lmops" in paths else float("nan")
+        b0 = paths["lmops_per_token"][key]["tokens_per_s"] if "lmops_per_token" in paths else float("nan")
         lim = data["limits"][key]
         rows.append(
             [
                 key,
                 fmt(a),
                 fmt(b),
+                fmt(b0),
                 fmt(c),
                 fmt(ratio(b, a), 2),
                 fmt(ratio(b, c), 2),
+                fmt(ratio(b, b0), 2),
                 fmt(lim["bandwidth_tokens_per_s"]),
                 fmt(lim["compute_tokens_per_s"]),
             ]
@@ -697,16 +753,18 @@ def render(data: dict[str, Any], info: dict[str, Any]) -> tuple[str, list[str]]:
             "clients",
             "a: generate tok/s",
             "b: lmops tok/s",
+            "b0: chunk per token tok/s",
             "c: static batch tok/s",
             "b/a",
             "b/c",
+            "b/b0",
             "bandwidth limit tok/s",
             "compute limit tok/s",
         ],
         rows,
     )
     lat_rows = []
-    for path, label in (("baseline", "a: generate"), ("lmops", "b: lmops"), ("ceiling", "c: static batch")):
+    for path, label in LATENCY_ROWS:
         if path not in paths:
             continue
         for clients in work["concurrency"]:
@@ -735,7 +793,7 @@ def render(data: dict[str, Any], info: dict[str, Any]) -> tuple[str, list[str]]:
         notes.append(
             "1-minute load average (2 cores): "
             + ", ".join(f"{phase.replace('_', ' ')} {value}" for phase, value in loads.items())
-            + "; a and c ran first in the run, b after them"
+            + "; a and c ran first in the run, b and b0 after them"
         )
     setup = (
         f"Model: random-weight Llama-style, {model['parameters'] / 1e6:.1f} M parameters "
@@ -755,7 +813,9 @@ def render(data: dict[str, Any], info: dict[str, Any]) -> tuple[str, list[str]]:
     body = "\n\n".join(
         [
             setup,
-            "Throughput (tokens/s, higher is better). Limits: bandwidth = clients x bandwidth / weight "
+            "Throughput (tokens/s, higher is better). b streams with the default 50 ms chunk window; b0 is "
+            "the same replica after its Router was reconfigured to send every token as its own chunk "
+            "(streamIntervalMilliseconds 0). Limits: bandwidth = clients x bandwidth / weight "
             "bytes; compute = FLOP/s / (2 x parameters outside the embedding table).",
             throughput,
             "Latency of a whole request and time to first token (streamed; for a and c, when the first token "
@@ -778,6 +838,7 @@ def plot(data: dict[str, Any], img_dir: Path) -> list[str]:
     labels = {
         "baseline": "a: model.generate, one at a time",
         "lmops": "b: lmops over HTTP",
+        "lmops_per_token": "b0: lmops, a chunk per token",
         "ceiling": "c: static batch",
     }
     for path, label in labels.items():
