@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from lmops_runtime.engine.coalesce import coalesce_chunks, merge_chunks
 from lmops_runtime.protocol import StreamChunk
 
 
-async def _tokens(pieces: list[str], gap_s: float) -> AsyncIterator[StreamChunk]:
+async def _tokens(pieces: list[str], gap_s: float) -> AsyncGenerator[StreamChunk]:
     for index, piece in enumerate(pieces):
         await asyncio.sleep(gap_s)
         last = index == len(pieces) - 1
@@ -51,6 +51,23 @@ async def test_slow_tokens_and_a_zero_interval_pass_through_one_by_one() -> None
     assert [c.text for _, c in slow] == pieces
     unmerged = await _collect(coalesce_chunks(_tokens(pieces * 5, 0.0), interval_s=0.0))
     assert len(unmerged) == 20
+
+
+async def test_closing_the_stream_closes_the_generation_at_once() -> None:
+    closed: list[bool] = []
+
+    async def endless() -> AsyncGenerator[StreamChunk]:
+        try:
+            while True:
+                await asyncio.sleep(0)
+                yield StreamChunk(text="x")
+        finally:
+            closed.append(True)
+
+    stream = coalesce_chunks(endless(), interval_s=0.0)
+    assert (await anext(stream)).text == "x"
+    await stream.aclose()
+    assert closed == [True]
 
 
 async def test_first_chunk_is_not_delayed_by_the_interval() -> None:

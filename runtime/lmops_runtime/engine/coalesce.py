@@ -10,7 +10,8 @@ the latest value of everything else (finish reason, token counts).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -32,15 +33,19 @@ def merge_chunks(first: C, second: C) -> C:
     return type(first).model_validate(merged)
 
 
-async def coalesce_chunks(chunks: AsyncIterator[C], interval_s: float) -> AsyncIterator[C]:
-    """Yield ``chunks`` merged so that at most one goes out per ``interval_s`` (0 passes every chunk)."""
+async def coalesce_chunks(chunks: AsyncGenerator[C], interval_s: float) -> AsyncGenerator[C]:
+    """Yield ``chunks`` merged so that at most one goes out per ``interval_s`` (0 passes every chunk).
+
+    Closing this stream closes ``chunks`` at once, so a client that leaves frees its generation slot.
+    """
     pending: C | None = None
     last_sent = float("-inf")
-    async for chunk in chunks:
-        pending = chunk if pending is None else merge_chunks(pending, chunk)
-        now = time.monotonic()
-        if now - last_sent >= interval_s:
-            yield pending
-            pending, last_sent = None, now
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            pending = chunk if pending is None else merge_chunks(pending, chunk)
+            now = time.monotonic()
+            if now - last_sent >= interval_s:
+                yield pending
+                pending, last_sent = None, now
     if pending is not None:
         yield pending

@@ -168,7 +168,7 @@ class TextGenerator:
 
     async def _stream(
         self, request: GenerateRequest, prepared: PreparedRequest | None, index: int
-    ) -> AsyncIterator[StreamChunk]:
+    ) -> AsyncGenerator[StreamChunk]:
         """Token deltas as they are decoded; the last chunk says why generation ended and counts tokens.
 
         With logprobs, each chunk carries the logprobs of the tokens that arrived since the previous one; an
