@@ -210,14 +210,23 @@ async def _degrade(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, 
     return Outcome(writes=writes, phase="Degraded")
 
 
-async def _apply(ctx: ReconcileContext, lm: LanguageModel, result: Plan, body: Mapping[str, Any]) -> int:
+async def _apply(
+    ctx: ReconcileContext,
+    lm: LanguageModel,
+    result: Plan,
+    body: Mapping[str, Any],
+    read: Mapping[tuple[str, str], Mapping[str, Any] | None],
+) -> int:
+    """Apply what differs from the live objects; ``read`` holds those this reconcile has already read
+    (by kind and name, None for known absent), so they are not read twice."""
     namespace = lm.metadata.namespace or "default"
     writes = 0
     now = ctx.clock()
     for desired in result.objects:
         resource = resource_of(desired)
         path = resource.item(namespace, desired["metadata"]["name"])
-        live = await _call(ctx.kube.get, path)
+        key = (resource.kind, desired["metadata"]["name"])
+        live = read[key] if key in read else await _call(ctx.kube.get, path)
         if not needs_apply(desired, live):
             continue
         applied = await _call(ctx.kube.apply, path, with_applied_hash(desired))
@@ -295,9 +304,8 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
             f"RayService {ray_service_name(name)} exists but is not owned by this LanguageModel",
         )
     standby_name = standby_ray_service_name(name)
-    standby = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, standby_name))
-    if standby is not None and not _owned_by(standby, uid):
-        standby = None
+    standby_read = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, standby_name))
+    standby = standby_read if standby_read is not None and _owned_by(standby_read, uid) else None
     revisions = [
         r
         for r in await _call(
@@ -305,6 +313,16 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
         )
         if _owned_by(r, uid)
     ]
+    # Items of a list carry no apiVersion and kind; the applier compares whole objects, so add them back.
+    cr = CONTROLLER_REVISION
+    read: dict[tuple[str, str], Mapping[str, Any] | None] = {
+        (RAY_SERVICE.kind, ray_service_name(name)): ray_service,
+        (RAY_SERVICE.kind, standby_name): standby_read,
+        **{
+            (cr.kind, r["metadata"]["name"]): {**r, "apiVersion": cr.api_version, "kind": cr.kind}
+            for r in revisions
+        },
+    }
     annotations = lm.metadata.annotations or {}
     now = ctx.clock()
     observed = Observed(
@@ -322,7 +340,7 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
         return await _refuse(ctx, body, exc.reason, exc.message)
     except BrokenChildren as exc:
         return await _degrade(ctx, body, "BrokenChildren", str(exc))
-    writes = await _apply(ctx, lm, result, body)
+    writes = await _apply(ctx, lm, result, body, read)
     writes += await sync_ray_clusters(
         ctx.kube,
         namespace,
