@@ -27,7 +27,6 @@ from bench.common import (
     fmt,
     log,
     machine_info,
-    machine_line,
     markdown_table,
     outputs,
     ratio,
@@ -167,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.quick)
     result.save(outputs(args.quick).results)
-    print(f"## {result.title}\n\n{machine_line(result.machine)}\n\n{result.markdown}")
-    for note in result.notes:
-        print(f"Note: {note}")
+    print(result.report())
     print(json.dumps({k: v for k, v in result.data.items() if k != "curve"}), file=sys.stderr)
     return 0
 

@@ -198,6 +198,11 @@ class Result:
         path.write_text(json.dumps(self.__dict__, indent=2, default=str) + "\n")
         return path
 
+    def report(self) -> str:
+        """What a benchmark script prints when it ends: title, machine, tables, then its notes."""
+        head = f"## {self.title}\n\n{machine_line(self.machine)}\n\n{self.markdown}"
+        return "\n".join([head, *(f"Note: {note}" for note in self.notes)])
+
     @classmethod
     def load(cls, path: Path) -> Result:
         return cls(**json.loads(path.read_text()))

@@ -46,7 +46,6 @@ from bench.common import (
     fmt,
     log,
     machine_info,
-    machine_line,
     markdown_table,
     outputs,
     ratio,
@@ -623,9 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     out = outputs(args.quick)
     result.images = plot(result.data, out.images)
     result.save(out.results)
-    print(f"## {result.title}\n\n{machine_line(result.machine)}\n\n{result.markdown}")
-    for note in result.notes:
-        print(f"Note: {note}")
+    print(result.report())
     return 0
 
 

@@ -1,6 +1,6 @@
-"""Runtime fixtures shared by the runtime and e2e tiers: tiny random-weight models saved to disk, and one
-local Ray per test session. Registered once from tests/conftest.py, so both tiers get the same session
-fixture instead of each calling ``ray.init``."""
+"""Runtime fixtures shared by the runtime and e2e tiers: tiny random-weight models saved to disk, one local
+Ray per test session, and local mode's reconciler on it. Registered once from tests/conftest.py, so both
+tiers get the same session fixture instead of each calling ``ray.init``."""
 
 from __future__ import annotations
 

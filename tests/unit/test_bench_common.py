@@ -82,6 +82,14 @@ def test_result_round_trips_through_json(tmp_path: Path) -> None:
     assert Result.load(path) == result
 
 
+def test_report_is_the_section_then_one_line_per_note() -> None:
+    machine = {"cpu": "EPYC", "cores": 2, "date": "2026-11-22 20:40 UTC"}
+    report = Result("x", "X bench", machine, {}, "| t |", [], ["first", "second"]).report()
+    lines = report.splitlines()
+    assert lines[0] == "## X bench" and "| t |" in lines
+    assert lines[-2:] == ["Note: first", "Note: second"]
+
+
 def test_quick_outputs_never_touch_the_docs_page() -> None:
     quick, full = outputs(True), outputs(False)
     assert full.page.name == "benchmarks.md" and full.page.parent.name == "docs"
