@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from lmops_runtime.config import BatchingConfig, ModelSpec
+from lmops_runtime.engine.continuous import ContinuousBatcher
 from lmops_runtime.engine.generator import Backend, TextGenerator
+from lmops_runtime.engine.params import SamplingParams
 from lmops_runtime.loading import LoadedModel, load_model
 from lmops_runtime.protocol import GenerateRequest, InvalidRequestError
 
@@ -170,6 +173,77 @@ async def test_invalid_requests_raise_before_generating(generator: TextGenerator
     chunks = generator.stream(GenerateRequest(prompt="x" * 300, max_new_tokens=1))
     with pytest.raises(InvalidRequestError):
         await chunks.__anext__()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"temperature": float("nan")}, {"temperature": float("inf")}, {"seed": 2**64}, {"seed": -(2**63) - 1}],
+    ids=["temperature-nan", "temperature-inf", "seed-too-big", "seed-too-small"],
+)
+async def test_sampling_values_no_kernel_takes_are_rejected(
+    generator: TextGenerator, fields: dict[str, float]
+) -> None:
+    with pytest.raises(InvalidRequestError, match=r"^(temperature|seed) must"):
+        await generator.generate(GenerateRequest(prompt="x", strategy="sample", max_new_tokens=2, **fields))
+    generator.check()
+
+
+async def test_extreme_but_valid_sampling_values_are_served(generator: TextGenerator) -> None:
+    """A top-k past the vocabulary filters nothing (it once overflowed the batcher's int32 tensor)."""
+    greedy = await generator.generate(GenerateRequest(prompt="hello", max_new_tokens=6))
+    extremes: list[dict[str, float]] = [
+        {"top_k": 2**63, "temperature": 1e-30},
+        {"top_k": 2**31, "top_p": 1e-30},
+        {"temperature": 1e308, "seed": -(2**63)},
+    ]
+    results = await asyncio.gather(
+        *(
+            generator.generate(GenerateRequest(prompt="hello", strategy="sample", max_new_tokens=6, **fields))
+            for fields in extremes
+        )
+    )
+    # A near-zero temperature or top-p keeps only the likeliest token: greedy decoding.
+    assert [r.text for r in results[:2]] == [greedy.text] * 2
+    assert results[2].completion_tokens == 6
+    generator.check()
+
+
+async def test_a_failed_batching_step_fails_its_requests_and_the_next_request_restarts_the_thread(
+    loaded: LoadedModel,
+) -> None:
+    """A NaN temperature (which validation stops before it gets here) raises inside the manager's thread."""
+    gen = TextGenerator(loaded, BatchingConfig(max_batch_size=4), "continuous")
+    batcher = gen._continuous
+    assert batcher is not None
+    greedy = SamplingParams("greedy", 8)
+
+    async def tokens(params: SamplingParams) -> list[int]:
+        last: list[int] = []
+        async for update in batcher.run([5, 6, 7], params):
+            last = update.tokens
+        return last
+
+    try:
+        before = await tokens(greedy)
+        poison = asyncio.ensure_future(tokens(SamplingParams("sample", 8, temperature=float("nan"))))
+        with pytest.raises(RuntimeError, match="generation failed: probability tensor"):
+            await asyncio.wait_for(poison, 60)
+        await asyncio.wait_for(asyncio.to_thread(_wait_until_stopped, batcher), 30)
+        assert not batcher.running
+        after = await asyncio.wait_for(asyncio.gather(*(tokens(greedy) for _ in range(3))), 60)
+        assert after == [before] * 3
+        assert batcher.running
+        gen.check()
+    finally:
+        gen.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        gen.check()
+
+
+def _wait_until_stopped(batcher: ContinuousBatcher) -> None:
+    deadline = time.monotonic() + 30
+    while batcher.running and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 async def test_int8_model_generates_through_the_batcher(tiny_generate_model_dir: Path) -> None:

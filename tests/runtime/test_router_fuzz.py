@@ -44,8 +44,8 @@ TEMPLATES: list[tuple[str, dict[str, Any]]] = [
     ("/embed", {"texts": ["x"]}),
 ]
 ODD_VALUES: list[Any] = [
-    None, True, -1, 0, 2**63, -(2**63), 1e308, -1e-308, float("nan"), "", " ", "\u0000", "\ud7ff\ue000",
-    "é" * 300, "x" * 5000, [], [None], [[[]]], {}, {"a": {"b": {"c": []}}}, "NaN", "-1", 3.5,
+    None, True, -1, 0, 2**63, -(2**63), 2**64, 1e308, -1e-308, float("nan"), "", " ", "\u0000",
+    "\ud7ff\ue000", "é" * 300, "x" * 5000, [], [None], [[[]]], {}, {"a": {"b": {"c": []}}}, "NaN", "-1", 3.5,
     list(range(50)), ["tiny"] * 20,
 ]  # fmt: skip
 PATHS = ["/", "/v1", "/v1/", "/v1/models/x", "/v2/completions", "/generate/", "/%00", "/stats/../x", "/.."]

@@ -2,8 +2,12 @@
 
 Requests join and leave the running batch at every decode step, so a short request never waits for a long one.
 The manager samples for the whole batch, with per-request temperature, top-k and top-p; greedy requests are
-sampled with top-k 1, which is argmax. Its generation thread is made a daemon (see ``__init__``) and ``close``
+sampled with top-k 1, which is argmax. Its generation thread is made a daemon (see ``_start``) and ``close``
 is also registered with ``atexit``, so the thread can never keep a process alive.
+
+The manager ends its thread on any error in a step and fails the requests in it. One such error must not cost
+the replica, so the next request (or health check) starts the thread again, and a request whose thread
+died under it fails at once instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 32
 STOP_TIMEOUT_S = 10.0
+#: How often a waiting request checks that the generation thread still lives.
+LIVENESS_POLL_S = 1.0
 
 
 def cb_config(batching: BatchingConfig, max_sequence_length: int) -> ContinuousBatchingConfig:
@@ -74,22 +80,52 @@ class ContinuousBatcher:
             generation_config=config, continuous_batching_config=cb_config(batching, max_sequence_length)
         )
         self._ids = itertools.count()
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._start()
+        atexit.register(self.close)
+
+    def _start(self) -> None:
         # A thread inherits its daemon flag from the thread that creates it. Started from a daemon thread, the
         # generation thread is a daemon too, so a process that never reaches close() (a crash, a failing
         # test) still exits: Python joins non-daemon threads before any atexit handler could stop them.
         starter = threading.Thread(target=self._manager.start, name="lmops-cb-start", daemon=True)
         starter.start()
         starter.join()
-        atexit.register(self.close)
 
     @property
     def running(self) -> bool:
         return bool(self._manager.is_running())
 
+    def ensure_running(self) -> None:
+        """Start the generation thread again if an error ended it; raise once closed or if it won't start."""
+        if self.running:
+            return
+        with self._start_lock:
+            if self._closed:
+                raise RuntimeError("the continuous batching manager is closed")
+            if self.running:
+                return
+            log.warning(
+                "restarting the continuous batching thread, which stopped on: %r",
+                self._manager.background_thread_status.fatal_error,
+            )
+            self._start()
+        if not self.running:
+            raise RuntimeError("the continuous batching thread is not running and did not restart")
+
+    async def _next_output(self, queue: asyncio.Queue[Any]) -> Any:
+        """The request's next output; fails once the thread is gone and nothing more can come."""
+        while True:
+            try:
+                return await asyncio.wait_for(queue.get(), LIVENESS_POLL_S)
+            except TimeoutError:
+                if not self.running and queue.empty():
+                    raise RuntimeError("the continuous batching thread stopped during this request") from None
+
     async def run(self, row: Sequence[int], params: SamplingParams) -> AsyncGenerator[TokenUpdate]:
         """Yield cumulative tokens as they come; cancels the request if the caller stops listening."""
-        if not self.running:
-            raise RuntimeError("the continuous batching thread is not running")
+        self.ensure_running()
         request_id = f"lmops-{next(self._ids)}"
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._manager.register_result_handler(request_id, queue.put_nowait)
@@ -100,13 +136,14 @@ class ContinuousBatcher:
             max_new_tokens=params.max_new_tokens,
             streaming=True,
             temperature=float(params.temperature) if sampled else 1.0,
-            top_k=int(params.top_k or self._vocab_size) if sampled else 1,
+            # A top-k beyond the vocabulary filters nothing; clamped, it also fits the manager's int32 tensor.
+            top_k=min(int(params.top_k or self._vocab_size), self._vocab_size) if sampled else 1,
             top_p=float(params.top_p or 1.0) if sampled else 1.0,
         )
         finished = False
         try:
             while True:
-                output = await queue.get()
+                output = await self._next_output(queue)
                 if output.error is not None:
                     finished = True
                     raise RuntimeError(f"generation failed: {output.error}")
@@ -129,11 +166,14 @@ class ContinuousBatcher:
         Two threads running forward passes of one model at once corrupted outputs here (seen on CPU: plain
         ``generate`` beside the manager returned wrong tokens), so every other use of the model holds this.
         """
+        self.ensure_running()
         return self._manager.pause()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Stop the generation thread (idempotent); pending requests are failed rather than waited for."""
         atexit.unregister(self.close)
+        with self._start_lock:
+            self._closed = True
         if self._manager.is_running():
             self._manager.stop(block=True, timeout=STOP_TIMEOUT_S, hard_stop=True)
             if self._manager.is_running():

@@ -259,9 +259,9 @@ class TextGenerator:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def check(self) -> None:
-        """Raise if the batching thread died (the health check also runs a forward pass)."""
-        if self._continuous is not None and not self._continuous.running:
-            raise RuntimeError("the continuous batching thread is not running")
+        """Raise if the batching thread died and won't restart (the health check also runs a forward pass)."""
+        if self._continuous is not None:
+            self._continuous.ensure_running()
 
     def close(self) -> None:
         if self._continuous is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from lmops_runtime.config import GenerationDefaults, Strategy
@@ -9,6 +10,8 @@ from lmops_runtime.protocol import GenerateRequest, InvalidRequestError
 
 MAX_BEAMS = 16
 MAX_STOP_SEQUENCES = 16
+#: The seeds ``torch.Generator.manual_seed`` takes.
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ def resolve_params(
         raise InvalidRequestError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
     if any(not s for s in stop):
         raise InvalidRequestError("stop sequences must not be empty")
+    if request.seed is not None and not SEED_RANGE[0] <= request.seed <= SEED_RANGE[1]:
+        raise InvalidRequestError(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}")
     if request.num_beams is not None and strategy != "beam":
         raise InvalidRequestError(f"num_beams only applies to strategy beam, not {strategy}")
     logprobs = request.logprobs
@@ -63,9 +68,9 @@ def resolve_params(
     temperature = request.temperature if request.temperature is not None else defaults.temperature
     top_k = request.top_k if request.top_k is not None else defaults.top_k
     top_p = request.top_p if request.top_p is not None else defaults.top_p
-    if temperature <= 0:
+    if not (math.isfinite(temperature) and temperature > 0):
         raise InvalidRequestError(
-            "temperature must be greater than 0 for sampling (use strategy greedy instead)"
+            "temperature must be a finite number greater than 0 for sampling (use strategy greedy instead)"
         )
     if top_k is not None and top_k < 1:
         raise InvalidRequestError("top_k must be at least 1")
