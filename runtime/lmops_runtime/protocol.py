@@ -14,6 +14,10 @@ from lmops_runtime.config import Strategy, Task
 
 #: The most alternatives a token's logprobs may list (OpenAI's chat cap; completions cap at 5 in the Router).
 MAX_TOP_LOGPROBS = 20
+#: OpenAI's bounds: penalties in [-2, 2], a logit bias in [-100, 100] on at most 300 tokens.
+MAX_PENALTY = 2.0
+MAX_LOGIT_BIAS = 100.0
+MAX_LOGIT_BIAS_TOKENS = 300
 
 
 class _Message(BaseModel):
@@ -46,6 +50,11 @@ class GenerateRequest(_Message):
     seed: int | None = None
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
+    #: OpenAI's penalties on tokens generated so far: ``frequency`` per occurrence, ``presence`` once.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    #: Token id -> value added to its logit before the token is picked.
+    logit_bias: dict[int, float] = Field(default_factory=dict)
     #: Streamed tokens produced within this many milliseconds go out as one chunk (the first never waits);
     #: the Router sets it from ``spec.serving.streamIntervalMilliseconds``.
     stream_interval_ms: int = Field(default=0, ge=0, le=1000)

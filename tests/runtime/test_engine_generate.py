@@ -175,6 +175,42 @@ async def test_invalid_requests_raise_before_generating(generator: TextGenerator
         await chunks.__anext__()
 
 
+def penalized_greedy(
+    loaded: LoadedModel, prompt: str, max_new_tokens: int, frequency: float, presence: float
+) -> str:
+    """Greedy decoding with OpenAI's penalties, one full forward pass per token: the reference to match."""
+    ids = loaded.tokenizer(prompt)["input_ids"]
+    generated: list[int] = []
+    with torch.inference_mode():
+        for _ in range(max_new_tokens):
+            logits = loaded.model(torch.tensor([ids + generated])).logits[0, -1].float()
+            counts = torch.bincount(torch.tensor(generated, dtype=torch.long), minlength=logits.numel())
+            logits -= frequency * counts + presence * (counts > 0).float()
+            generated.append(int(logits.argmax()))
+            if generated[-1] == loaded.tokenizer.eos_token_id:
+                break
+    return str(loaded.tokenizer.decode(generated, skip_special_tokens=True))
+
+
+async def test_penalties_and_logit_bias_steer_decoding(generator: TextGenerator, loaded: LoadedModel) -> None:
+    plain = GenerateRequest(prompt="hello", max_new_tokens=16)
+    penalized = GenerateRequest(
+        prompt="hello", max_new_tokens=16, frequency_penalty=1.5, presence_penalty=0.5
+    )
+    (z,) = loaded.tokenizer("z", add_special_tokens=False)["input_ids"]
+    forced = GenerateRequest(prompt="hello", max_new_tokens=8, strategy="sample", logit_bias={z: 100})
+    # Together, so the static backend puts rows with and without adjustments into one batch.
+    greedy, steered, zs = await asyncio.gather(
+        generator.generate(plain), generator.generate(penalized), generator.generate(forced)
+    )
+    assert steered.text == penalized_greedy(loaded, "hello", 16, frequency=1.5, presence=0.5)
+    assert steered.text != greedy.text
+    assert zs.text == "z" * 8
+    tokens, text = reference(loaded, "hello", 4, do_sample=False)
+    banned = GenerateRequest(prompt="hello", max_new_tokens=4, logit_bias={tokens[0]: -100})
+    assert (await generator.generate(banned)).text != text
+
+
 @pytest.mark.parametrize(
     "fields",
     [{"temperature": float("nan")}, {"temperature": float("inf")}, {"seed": 2**64}, {"seed": -(2**63) - 1}],

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 from lmops_runtime.config import GenerationDefaults
 from lmops_runtime.engine.params import resolve_params
 from lmops_runtime.engine.prompt import prompt_token_ids
+from lmops_runtime.engine.sampling import PerRowLogitAdjuster
 from lmops_runtime.engine.text import IncrementalDecoder, StopMatcher, cut_at_stop
 from lmops_runtime.protocol import ChatMessage, GenerateRequest, InvalidRequestError
 
@@ -73,13 +75,14 @@ def test_stop_matcher_holds_back_possible_prefixes() -> None:
 
 
 DEFAULTS = GenerationDefaults(strategy="greedy", max_new_tokens=16, temperature=0.7, top_k=40)
+VOCAB = 300
 
 
 def test_params_merge_request_over_defaults() -> None:
-    params = resolve_params(GenerateRequest(prompt="x", strategy="sample", top_p=0.9), DEFAULTS, 4, 64)
+    params = resolve_params(GenerateRequest(prompt="x", strategy="sample", top_p=0.9), DEFAULTS, 4, 64, VOCAB)
     assert (params.strategy, params.temperature, params.top_k, params.top_p) == ("sample", 0.7, 40, 0.9)
     assert params.max_new_tokens == 16
-    beam = resolve_params(GenerateRequest(prompt="x", strategy="beam"), DEFAULTS, 4, 64)
+    beam = resolve_params(GenerateRequest(prompt="x", strategy="beam"), DEFAULTS, 4, 64, VOCAB)
     assert beam.num_beams == DEFAULTS.num_beams
 
 
@@ -94,11 +97,18 @@ def test_params_merge_request_over_defaults() -> None:
         (GenerateRequest(prompt="x", strategy="sample", top_p=1.5), "top_p"),
         (GenerateRequest(prompt="x", strategy="sample", top_k=0), "top_k"),
         (GenerateRequest(prompt="x", stop=[""]), "must not be empty"),
+        (GenerateRequest(prompt="x", presence_penalty=2.5), "presence_penalty must be between -2.0 and 2.0"),
+        (GenerateRequest(prompt="x", frequency_penalty=float("nan")), "frequency_penalty must be between"),
+        (GenerateRequest(prompt="x", logit_bias={VOCAB: 1.0}), "token 300, outside this model's vocabulary"),
+        (GenerateRequest(prompt="x", logit_bias={-1: 1.0}), "token -1, outside"),
+        (GenerateRequest(prompt="x", logit_bias={5: 101.0}), "between -100.0 and 100.0"),
+        (GenerateRequest(prompt="x", logit_bias=dict.fromkeys(range(301), 1.0)), "at most 300 tokens"),
+        (GenerateRequest(prompt="x", strategy="beam", frequency_penalty=1), "not available with beam search"),
     ],
 )
 def test_bad_parameters_are_rejected(request_: GenerateRequest, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
-        resolve_params(request_, DEFAULTS, 4, 64)
+        resolve_params(request_, DEFAULTS, 4, 64, VOCAB)
 
 
 def test_chat_uses_the_tokenizer_template_or_a_default(tokenizer: object) -> None:
@@ -159,3 +169,25 @@ async def test_micro_batcher_groups_concurrent_calls() -> None:
         await failing.submit(1)
     batcher.close()
     failing.close()
+
+
+def test_zero_penalties_and_biases_leave_the_logits_alone() -> None:
+    request = GenerateRequest(prompt="x", presence_penalty=0, frequency_penalty=0.0, logit_bias={3: 0.0})
+    assert not resolve_params(request, DEFAULTS, 4, 64, VOCAB).adjusts_logits
+    beam = GenerateRequest(prompt="x", strategy="beam", presence_penalty=0, logit_bias={3: 0.0})
+    assert resolve_params(beam, DEFAULTS, 4, 64, VOCAB).strategy == "beam"
+
+
+def test_logit_adjuster_penalizes_generated_tokens_and_adds_the_bias() -> None:
+    """OpenAI's formula on the tokens after the prompt: -frequency * count - presence * (count > 0) + bias."""
+    adjusted = GenerateRequest(prompt="x", frequency_penalty=0.5, presence_penalty=1.0, logit_bias={7: 2.0})
+    rows = [
+        resolve_params(adjusted, DEFAULTS, 2, 64, VOCAB),
+        resolve_params(GenerateRequest(prompt="x"), DEFAULTS, 2, 64, VOCAB),
+    ]
+    input_ids = torch.tensor([[1, 1, 3, 3, 5], [1, 1, 3, 3, 5]])  # a 2-token prompt, then 3 generated
+    scores = torch.zeros(2, 8)
+    out = PerRowLogitAdjuster(rows, prompt_width=2)(input_ids, scores)  # type: ignore[arg-type]
+    assert out[0].tolist() == [0.0, 0.0, 0.0, -2.0, 0.0, -1.5, 0.0, 2.0]
+    assert out[1].tolist() == [0.0] * 8
+    assert scores.abs().sum() == 0  # the input is not modified

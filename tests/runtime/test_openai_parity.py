@@ -1,4 +1,5 @@
-"""OpenAI parity through the Router on a real local Ray: logprobs, echo, n, prompt lists, streamed choices.
+"""OpenAI parity through the Router on a real local Ray: logprobs, echo, n, prompt lists, streamed choices,
+penalties and logit_bias.
 
 One generate revision behind one Router for the whole module; the real ``openai`` client where it models the
 field, raw HTTP where the check is on the wire format.
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from transformers import AutoTokenizer
 
 from lmops_runtime.config import RouterConfig
 from tests.runtime import serve_configs as sc
@@ -237,3 +239,41 @@ def test_stream_interval_merges_tokens_into_fewer_chunks_with_the_same_text(
     # one-second window the first token goes alone and the rest of a sub-second stream leaves in one or two.
     assert each_chunks >= tokens // 2 > 3
     assert merged_chunks <= 3
+
+
+def test_penalties_logit_bias_and_user_through_the_openai_client(
+    client: openai.OpenAI, base_url: str, tiny_generate_model_dir: Path
+) -> None:
+    """Chat front ends send zero penalties, an empty logit_bias and ``user`` on every call: all are served."""
+    messages: Any = [{"role": "user", "content": "hi"}]
+    plain = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=6, temperature=0)
+    neutral = client.chat.completions.create(
+        model=MODEL,
+        messages=messages,
+        max_tokens=6,
+        temperature=0,
+        frequency_penalty=0,
+        presence_penalty=0,
+        logit_bias={},
+        user="alice",
+    )
+    assert neutral.choices[0].message.content == plain.choices[0].message.content
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generate_model_dir)
+    (z,) = tokenizer("z", add_special_tokens=False)["input_ids"]
+    forced = client.completions.create(
+        model=MODEL, prompt="hello", max_tokens=5, logit_bias={str(z): 100}, user="bob"
+    )
+    assert forced.choices[0].text == "zzzzz"
+    penalized = client.completions.create(
+        model=MODEL, prompt="hello", max_tokens=12, temperature=0, frequency_penalty=2
+    )
+    unpenalized = client.completions.create(model=MODEL, prompt="hello", max_tokens=12, temperature=0)
+    assert penalized.choices[0].text != unpenalized.choices[0].text
+    for body, message in [
+        ({"prompt": "x", "presence_penalty": 2.5}, "presence_penalty"),
+        ({"prompt": "x", "logit_bias": {"99999999": 1}}, "outside this model's vocabulary"),
+        ({"prompt": "x", "logit_bias": {"not-a-token": 1}}, "logit_bias"),
+    ]:
+        response = _post(base_url, "/v1/completions", body)
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]["message"]

@@ -48,6 +48,10 @@ ODD_VALUES: list[Any] = [
     "\ud7ff\ue000", "é" * 300, "x" * 5000, [], [None], [[[]]], {}, {"a": {"b": {"c": []}}}, "NaN", "-1", 3.5,
     list(range(50)), ["tiny"] * 20,
 ]  # fmt: skip
+FIELDS = [
+    "max_tokens", "temperature", "top_p", "top_k", "n", "stream", "stop", "seed", "frequency_penalty",
+    "logit_bias", "user", "x" * 40,
+]  # fmt: skip
 PATHS = ["/", "/v1", "/v1/", "/v1/models/x", "/v2/completions", "/generate/", "/%00", "/stats/../x", "/.."]
 METHODS = ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
@@ -62,9 +66,7 @@ def _mutate(rng: random.Random, body: dict[str, Any]) -> Any:
         elif choice < 0.7 and keys:
             body[rng.choice(keys)] = rng.choice(ODD_VALUES)
         elif choice < 0.85:
-            field = rng.choice(
-                ["max_tokens", "temperature", "top_p", "top_k", "n", "stream", "stop", "seed", "x" * 40]
-            )
+            field = rng.choice(FIELDS)
             body[field] = rng.choice(ODD_VALUES)
         else:
             body["messages"] = rng.choice(

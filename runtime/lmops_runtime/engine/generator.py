@@ -44,8 +44,9 @@ class TextGenerator:
     """Serves GenerateRequests for one causal LM.
 
     Greedy and unseeded sampling requests share a batch (continuous batching by default, ``@serve.batch``
-    static batching as the alternative); beam search, seeded sampling and requests for logprobs (which the
-    continuous batching manager does not expose) run alone (see ``solo``).
+    static batching as the alternative); beam search, seeded sampling, requests for logprobs (which the
+    continuous batching manager does not expose) and, beside the continuous batch, requests with penalties or
+    a logit bias (which it does not apply) run alone (see ``solo``).
     """
 
     def __init__(
@@ -54,6 +55,7 @@ class TextGenerator:
         self._loaded = loaded
         self._tokenizer = loaded.tokenizer
         self._texts = TokenTexts(loaded.tokenizer)
+        self._vocab_size = int(loaded.model.config.get_text_config().vocab_size)
         eos_ids = eos_token_ids(loaded.model, loaded.tokenizer)
         pad_id = int(loaded.tokenizer.pad_token_id)
         # Apart from the continuous batching thread, the model is used from this one thread only.
@@ -86,7 +88,9 @@ class TextGenerator:
         """Tokenize and validate; raises InvalidRequestError before any work is queued."""
         input_ids = prompt_token_ids(self._tokenizer, request)
         spec = self._loaded.spec
-        params = resolve_params(request, spec.generation, len(input_ids), self._loaded.max_sequence_length)
+        params = resolve_params(
+            request, spec.generation, len(input_ids), self._loaded.max_sequence_length, self._vocab_size
+        )
         return PreparedRequest(input_ids, params, request.echo)
 
     async def _prompt_logprobs(self, prepared: PreparedRequest) -> list[TokenLogprob] | None:
@@ -117,7 +121,7 @@ class TextGenerator:
         batchable = params.logprobs is None and (
             params.strategy == "greedy" or (params.strategy == "sample" and params.seed is None)
         )
-        if batchable and self._continuous is not None:
+        if batchable and not params.adjusts_logits and self._continuous is not None:
             async for update in self._continuous.run(prepared.input_ids, params):
                 yield update
         elif batchable and self._static is not None and not stream:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 from lmops_runtime.config import GenerationDefaults, Strategy
-from lmops_runtime.protocol import GenerateRequest, InvalidRequestError
+from lmops_runtime.protocol import (
+    MAX_LOGIT_BIAS,
+    MAX_LOGIT_BIAS_TOKENS,
+    MAX_PENALTY,
+    GenerateRequest,
+    InvalidRequestError,
+)
 
 MAX_BEAMS = 16
 MAX_STOP_SEQUENCES = 16
@@ -27,10 +34,51 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     logprobs: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def adjusts_logits(self) -> bool:
+        """Whether penalties or a logit bias change the logits before the token is picked."""
+        return bool(self.presence_penalty or self.frequency_penalty or self.logit_bias)
+
+
+class _LogitAdjustments(TypedDict):
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: tuple[tuple[int, float], ...]
+
+
+def _logit_adjustments(request: GenerateRequest, vocab_size: int) -> _LogitAdjustments:
+    """Validated penalties and logit bias, as SamplingParams fields."""
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(request, name)
+        if not (math.isfinite(value) and -MAX_PENALTY <= value <= MAX_PENALTY):
+            raise InvalidRequestError(f"{name} must be between {-MAX_PENALTY} and {MAX_PENALTY}")
+    bias = request.logit_bias
+    if len(bias) > MAX_LOGIT_BIAS_TOKENS:
+        raise InvalidRequestError(f"logit_bias may name at most {MAX_LOGIT_BIAS_TOKENS} tokens")
+    for token, value in bias.items():
+        if not 0 <= token < vocab_size:
+            raise InvalidRequestError(f"logit_bias names token {token}, outside this model's vocabulary")
+        if not (math.isfinite(value) and -MAX_LOGIT_BIAS <= value <= MAX_LOGIT_BIAS):
+            raise InvalidRequestError(
+                f"logit_bias values must be between {-MAX_LOGIT_BIAS} and {MAX_LOGIT_BIAS}"
+            )
+    return {
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "logit_bias": tuple(sorted((token, value) for token, value in bias.items() if value)),
+    }
 
 
 def resolve_params(
-    request: GenerateRequest, defaults: GenerationDefaults, prompt_tokens: int, max_sequence_length: int
+    request: GenerateRequest,
+    defaults: GenerationDefaults,
+    prompt_tokens: int,
+    max_sequence_length: int,
+    vocab_size: int,
 ) -> SamplingParams:
     """Merge request over defaults and reject what cannot be served, with a message the caller can act on."""
     strategy = request.strategy or defaults.strategy
@@ -54,11 +102,16 @@ def resolve_params(
     if request.num_beams is not None and strategy != "beam":
         raise InvalidRequestError(f"num_beams only applies to strategy beam, not {strategy}")
     logprobs = request.logprobs
+    adjustments = _logit_adjustments(request, vocab_size)
     if strategy == "greedy":
-        return SamplingParams("greedy", max_new_tokens, stop=stop, seed=request.seed, logprobs=logprobs)
+        return SamplingParams(
+            "greedy", max_new_tokens, stop=stop, seed=request.seed, logprobs=logprobs, **adjustments
+        )
     if strategy == "beam":
         if logprobs is not None and max_new_tokens > 0:
             raise InvalidRequestError("logprobs are not available with beam search")
+        if any(adjustments.values()):
+            raise InvalidRequestError("penalties and logit_bias are not available with beam search")
         num_beams = request.num_beams if request.num_beams is not None else defaults.num_beams
         if not 1 <= num_beams <= MAX_BEAMS:
             raise InvalidRequestError(f"num_beams must be between 1 and {MAX_BEAMS}")
@@ -85,4 +138,5 @@ def resolve_params(
         stop=stop,
         seed=request.seed,
         logprobs=logprobs,
+        **adjustments,
     )

@@ -1,9 +1,10 @@
-"""Per-row sampling inside ``model.generate``, so each request keeps its own parameters and random stream.
+"""Per-row logits processing inside ``model.generate``, so each request keeps its own parameters.
 
 ``generate`` applies one temperature/top-k/top-p to a whole batch and draws from the global torch RNG, which
-other requests (and the continuous batching thread) share, so a seed would not reproduce. This logits
-processor instead samples each row itself with the row's own ``torch.Generator`` and leaves a single finite
-logit, which ``generate`` in greedy mode then picks.
+other requests (and the continuous batching thread) share, so a seed would not reproduce. PerRowSampler
+instead samples each row itself with the row's own ``torch.Generator`` and leaves a single finite logit,
+which ``generate`` in greedy mode then picks. PerRowLogitAdjuster applies each row's OpenAI penalties and
+logit bias before that.
 """
 
 from __future__ import annotations
@@ -69,4 +70,32 @@ class PerRowSampler(LogitsProcessor):
             choice = int(torch.multinomial(probs, 1, generator=row.generator).item())
             out[index].fill_(float("-inf"))
             out[index, choice] = 0.0
+        return out  # type: ignore[return-value]
+
+
+class PerRowLogitAdjuster(LogitsProcessor):
+    """Each row's frequency and presence penalties, then its logit bias, as OpenAI defines them.
+
+    The penalties count the tokens this call generated (those after the padded prompt), as vLLM does:
+    ``logit -= frequency_penalty * count + presence_penalty * (count > 0)``.
+    """
+
+    def __init__(self, params: Sequence[SamplingParams], prompt_width: int) -> None:
+        self._rows = [(index, p) for index, p in enumerate(params) if p.adjusts_logits]
+        self._width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        out = scores.clone()
+        vocab = out.size(-1)
+        for index, p in self._rows:
+            row = out[index]
+            if p.frequency_penalty or p.presence_penalty:
+                counts = torch.bincount(input_ids[index, self._width :], minlength=vocab)[:vocab]
+                seen = (counts > 0).to(row.dtype)
+                row -= p.frequency_penalty * counts.to(row.dtype) + p.presence_penalty * seen
+            if p.logit_bias:
+                tokens, values = zip(*p.logit_bias, strict=True)
+                row[torch.tensor(tokens, device=row.device)] += torch.tensor(
+                    values, dtype=row.dtype, device=row.device
+                )
         return out  # type: ignore[return-value]

@@ -18,7 +18,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from lmops_runtime.engine.logprobs import LogprobRecorder, StepLogprobs
 from lmops_runtime.engine.params import SamplingParams
-from lmops_runtime.engine.sampling import PerRowSampler, RowSampling
+from lmops_runtime.engine.sampling import PerRowLogitAdjuster, PerRowSampler, RowSampling
 from lmops_runtime.engine.stopping import PerRowStopStrings
 from lmops_runtime.engine.tokens import TokenUpdate, trim_finished
 
@@ -76,6 +76,8 @@ def generate_rows(
         recorder = LogprobRecorder([p.logprobs for p in params])
     if recorder is not None:
         processors.append(recorder)  # first: it must see the raw logits
+    if any(p.adjusts_logits for p in params):
+        processors.append(PerRowLogitAdjuster(params, width))
     if any(p.strategy == "sample" for p in params):
         processors.append(PerRowSampler([RowSampling.for_params(p) for p in params]))
     with torch.inference_mode():

@@ -1,7 +1,9 @@
 """OpenAI-compatible and seed-endpoint request schemas, and their mapping to the ModelServer protocol.
 
 Requests forbid unknown fields: a parameter the Router would silently ignore is answered with a 400 instead,
-so that a client never believes a setting took effect when it did not.
+so that a client never believes a setting took effect when it did not. OpenAI's ``user`` (an end-user id
+for the provider's abuse monitoring) is the one field taken and not used: it sets nothing, and clients such
+as chat front ends send it on every call.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lmops_runtime.config import Strategy
-from lmops_runtime.protocol import ChatMessage, GenerateRequest
+from lmops_runtime.protocol import MAX_PENALTY, ChatMessage, GenerateRequest
 
 #: Choices one completions or chat call may ask for (prompts x n): each is a full generation.
 MAX_CHOICES = 16
@@ -34,6 +36,7 @@ class _Sampling(_Request):
     """Generation knobs shared by completions, chat and /generate.
 
     ``strategy``, ``top_k`` and ``num_beams`` extend the OpenAI schema with the seeds' decoding strategies.
+    ``logit_bias`` maps token ids (JSON object keys, so strings) to values added to their logits.
     """
 
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
@@ -43,6 +46,9 @@ class _Sampling(_Request):
     num_beams: int | None = Field(default=None, ge=1, le=16)
     stop: str | list[str] | None = None
     seed: int | None = None
+    presence_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
+    frequency_penalty: float = Field(default=0.0, ge=-MAX_PENALTY, le=MAX_PENALTY)
+    logit_bias: dict[int, float] | None = None
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -85,6 +91,9 @@ class _Sampling(_Request):
             seed=self.seed if seed is None else seed,
             logprobs=logprobs,
             echo=echo,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias=self.logit_bias or {},
         )
 
     def choice_seed(self, j: int) -> int | None:
@@ -116,6 +125,7 @@ class CompletionRequest(_Sampling):
 
     model: str
     prompt: str | list[str]
+    user: str | None = None
     max_tokens: int | None = Field(default=None, ge=0)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     best_of: int | None = Field(default=None, ge=1)
@@ -179,6 +189,7 @@ class ChatCompletionRequest(_Sampling):
 
     model: str
     messages: list[ChatInputMessage] = Field(min_length=1)
+    user: str | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
@@ -219,6 +230,7 @@ class ChatCompletionRequest(_Sampling):
 class EmbeddingRequest(_Request):
     model: str
     input: str | list[str]
+    user: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
 
     def texts(self) -> list[str]:
