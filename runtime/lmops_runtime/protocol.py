@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lmops_runtime.config import Strategy, Task
 
@@ -32,13 +32,14 @@ class ChatMessage(_Message):
 class GenerateRequest(_Message):
     """One generation call; unset sampling fields fall back to the revision's GenerationDefaults.
 
-    Exactly one of ``prompt`` and ``messages`` is set; ``messages`` go through the tokenizer's chat template
-    (or a plain default template where the tokenizer has none). ``logprobs`` (0..20 alternatives) asks for
+    Exactly one of ``prompt`` (text, or token ids as OpenAI's completions take them) and ``messages`` is set;
+    ``messages`` go through the tokenizer's chat template (or a plain default template where the tokenizer has
+    none). ``logprobs`` (0..20 alternatives) asks for
     each generated token's log-probability; with ``echo`` the prompt's tokens are scored too, and
     ``max_new_tokens`` 0 then means "score the prompt only".
     """
 
-    prompt: str | None = None
+    prompt: str | list[StrictInt] | None = None
     messages: list[ChatMessage] | None = None
     max_new_tokens: int | None = None
     strategy: Strategy | None = None
@@ -87,7 +88,7 @@ class TokenLogprob(_Message):
 
 class GenerateResult(_Message):
     """``logprobs`` is set when the request asked for logprobs; ``prompt_logprobs`` when it also asked for
-    ``echo``."""
+    ``echo``. ``prompt_text`` is set with ``echo``: the prompt as text (decoded, for a token-id prompt)."""
 
     text: str
     prompt_tokens: int
@@ -95,6 +96,7 @@ class GenerateResult(_Message):
     finish_reason: FinishReason
     logprobs: list[TokenLogprob] | None = None
     prompt_logprobs: list[TokenLogprob] | None = None
+    prompt_text: str | None = None
 
 
 class StreamChunk(_Message):
@@ -102,7 +104,7 @@ class StreamChunk(_Message):
 
     ``index`` says which request of a GenerateBatch the chunk belongs to. ``logprobs`` holds the tokens that
     arrived since the previous chunk (so a chunk may carry tokens whose text is still held back, and the
-    reverse); the first chunk of an echo request carries ``prompt_logprobs``.
+    reverse); the first chunk of an echo request carries ``prompt_text`` (and ``prompt_logprobs``).
     """
 
     text: str
@@ -112,6 +114,7 @@ class StreamChunk(_Message):
     completion_tokens: int | None = None
     logprobs: list[TokenLogprob] | None = None
     prompt_logprobs: list[TokenLogprob] | None = None
+    prompt_text: str | None = None
 
 
 #: Requests one GenerateBatch may hold (the Router's cap on prompts x n is lower).

@@ -175,6 +175,22 @@ async def test_invalid_requests_raise_before_generating(generator: TextGenerator
         await chunks.__anext__()
 
 
+async def test_token_id_prompts_generate_as_their_text_does(
+    generator: TextGenerator, loaded: LoadedModel
+) -> None:
+    ids = loaded.tokenizer("hello")["input_ids"]
+    by_text, by_ids = await asyncio.gather(
+        generator.generate(GenerateRequest(prompt="hello", max_new_tokens=8, echo=True)),
+        generator.generate(GenerateRequest(prompt=ids, max_new_tokens=8, echo=True)),
+    )
+    assert by_ids.text == by_text.text and by_ids.prompt_tokens == len(ids)
+    assert by_text.prompt_text == "hello"
+    assert by_ids.prompt_text == loaded.tokenizer.decode(ids)
+    vocab = loaded.model.config.vocab_size
+    with pytest.raises(InvalidRequestError, match=f"token {vocab}, outside this model's vocabulary"):
+        await generator.generate(GenerateRequest(prompt=[*ids, vocab], max_new_tokens=2))
+
+
 def penalized_greedy(
     loaded: LoadedModel, prompt: str, max_new_tokens: int, frequency: float, presence: float
 ) -> str:

@@ -113,17 +113,17 @@ def test_bad_parameters_are_rejected(request_: GenerateRequest, message: str) ->
 
 def test_chat_uses_the_tokenizer_template_or_a_default(tokenizer: object) -> None:
     messages = [ChatMessage(role="system", content="be brief"), ChatMessage(role="user", content="hi")]
-    ids = prompt_token_ids(tokenizer, GenerateRequest(messages=messages))
+    ids = prompt_token_ids(tokenizer, GenerateRequest(messages=messages), VOCAB)
     text = tokenizer.decode(ids)  # type: ignore[attr-defined]
     assert text == "<|system|>\nbe brief</s>\n<|user|>\nhi</s>\n<|assistant|>\n"
     plain = AutoTokenizer.from_pretrained(tokenizer.name_or_path)  # type: ignore[attr-defined]
     plain.chat_template = None
-    default_ids = prompt_token_ids(plain, GenerateRequest(messages=messages))
+    default_ids = prompt_token_ids(plain, GenerateRequest(messages=messages), VOCAB)
     assert plain.decode(default_ids) == "system: be brief\nuser: hi\nassistant:"
     with pytest.raises(InvalidRequestError, match="exactly one"):
-        prompt_token_ids(tokenizer, GenerateRequest(prompt="x", messages=messages))
+        prompt_token_ids(tokenizer, GenerateRequest(prompt="x", messages=messages), VOCAB)
     with pytest.raises(InvalidRequestError, match="exactly one"):
-        prompt_token_ids(tokenizer, GenerateRequest())
+        prompt_token_ids(tokenizer, GenerateRequest(), VOCAB)
 
 
 def test_filter_logits_top_k_and_top_p() -> None:

@@ -277,3 +277,40 @@ def test_penalties_logit_bias_and_user_through_the_openai_client(
         response = _post(base_url, "/v1/completions", body)
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]["message"]
+
+
+def test_token_id_prompts_as_lm_eval_harness_sends_them(
+    client: openai.OpenAI, base_url: str, tiny_generate_model_dir: Path
+) -> None:
+    """lm-eval's local-completions sends token ids by default (tokenized_requests=True)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generate_model_dir)
+    hello, abc = tokenizer("hello")["input_ids"], tokenizer("abc")["input_ids"]
+    by_text = client.completions.create(model=MODEL, prompt=["hello", "abc"], max_tokens=6, temperature=0)
+    by_ids = client.completions.create(model=MODEL, prompt=[hello, abc], max_tokens=6, temperature=0)
+    assert [c.text for c in by_ids.choices] == [c.text for c in by_text.choices]
+    single = client.completions.create(model=MODEL, prompt=hello, max_tokens=6, temperature=0)
+    assert single.choices[0].text == by_text.choices[0].text
+    # Log-likelihood of a continuation: echo, max_tokens 0, logprobs; the same scores as the text prompt.
+    scored_text = _post(
+        base_url, "/v1/completions", {"prompt": "abc", "max_tokens": 0, "echo": True, "logprobs": 1}
+    )
+    scored_ids = _post(
+        base_url, "/v1/completions", {"prompt": abc, "max_tokens": 0, "echo": True, "logprobs": 1}
+    )
+    text_choice, ids_choice = scored_text.json()["choices"][0], scored_ids.json()["choices"][0]
+    assert ids_choice["logprobs"]["token_logprobs"] == text_choice["logprobs"]["token_logprobs"]
+    assert ids_choice["text"] == tokenizer.decode(abc)
+    stream_body = {"prompt": abc, "max_tokens": 3, "temperature": 0, "echo": True, "stream": True}
+    events = _events(_post(base_url, "/v1/completions", stream_body))
+    streamed = "".join(c["text"] for e in events for c in e["choices"])
+    unary = client.completions.create(model=MODEL, prompt=abc, max_tokens=3, temperature=0, echo=True)
+    assert streamed == unary.choices[0].text
+    assert streamed.startswith(tokenizer.decode(abc))
+    for prompt, message in [
+        ([[]], "must not be empty"),
+        ([1, 10**9], "outside this model's vocabulary"),
+        (["a", 1], "prompt"),
+    ]:
+        response = _post(base_url, "/v1/completions", {"prompt": prompt})
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"]["message"]

@@ -34,6 +34,7 @@ MAX_TOKENS = 4
 TEMPLATES: list[tuple[str, dict[str, Any]]] = [
     ("/v1/completions", {"model": "tiny", "prompt": "hello", "max_tokens": 2}),
     ("/v1/completions", {"model": "tiny", "prompt": ["a", "b"], "max_tokens": 1, "stream": True}),
+    ("/v1/completions", {"model": "tiny", "prompt": [[72, 105], [33]], "max_tokens": 1, "echo": True}),
     (
         "/v1/chat/completions",
         {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},

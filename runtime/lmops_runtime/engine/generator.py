@@ -37,7 +37,12 @@ T = TypeVar("T")
 class PreparedRequest:
     input_ids: list[int]
     params: SamplingParams
-    echo: bool = False
+    #: The prompt as text, for an echo request only.
+    echo_text: str | None = None
+
+    @property
+    def echo(self) -> bool:
+        return self.echo_text is not None
 
 
 class TextGenerator:
@@ -86,12 +91,16 @@ class TextGenerator:
 
     def prepare(self, request: GenerateRequest) -> PreparedRequest:
         """Tokenize and validate; raises InvalidRequestError before any work is queued."""
-        input_ids = prompt_token_ids(self._tokenizer, request)
+        input_ids = prompt_token_ids(self._tokenizer, request, self._vocab_size)
         spec = self._loaded.spec
         params = resolve_params(
             request, spec.generation, len(input_ids), self._loaded.max_sequence_length, self._vocab_size
         )
-        return PreparedRequest(input_ids, params, request.echo)
+        echo_text = None
+        if request.echo:
+            prompt = request.prompt
+            echo_text = prompt if isinstance(prompt, str) else str(self._tokenizer.decode(input_ids))
+        return PreparedRequest(input_ids, params, echo_text)
 
     async def _prompt_logprobs(self, prepared: PreparedRequest) -> list[TokenLogprob] | None:
         """The echoed prompt's teacher-forced logprobs, when the request asked for echo and logprobs."""
@@ -162,6 +171,7 @@ class TextGenerator:
             finish_reason=reason,
             logprobs=self._logprobs(prepared, final.logprobs),
             prompt_logprobs=prompt_lp,
+            prompt_text=prepared.echo_text,
         )
 
     def stream(
@@ -176,12 +186,12 @@ class TextGenerator:
         """Token deltas as they are decoded; the last chunk says why generation ended and counts tokens.
 
         With logprobs, each chunk carries the logprobs of the tokens that arrived since the previous one; an
-        echo request's first chunk carries the prompt's. Every chunk is tagged with ``index``.
+        echo request's first chunk carries the prompt's, and its text. Every chunk is tagged with ``index``.
         """
         prepared = prepared or self.prepare(request)
         prompt_lp = await self._prompt_logprobs(prepared)
-        if prompt_lp is not None:
-            yield StreamChunk(text="", index=index, prompt_logprobs=prompt_lp)
+        if prepared.echo:
+            yield StreamChunk(text="", index=index, prompt_text=prepared.echo_text, prompt_logprobs=prompt_lp)
         decoder = IncrementalDecoder(self._tokenizer)
         matcher = StopMatcher(prepared.params.stop)
         seen = 0

@@ -1,4 +1,4 @@
-"""Turn a request's prompt or chat messages into token ids."""
+"""Turn a request's prompt (text or token ids) or chat messages into token ids."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
-def prompt_token_ids(tokenizer: Any, request: GenerateRequest) -> list[int]:
+def prompt_token_ids(tokenizer: Any, request: GenerateRequest, vocab_size: int) -> list[int]:
     """Token ids of the prompt; chat messages go through the tokenizer's template (or the default one)."""
     if (request.prompt is None) == (request.messages is None):
         raise InvalidRequestError("give exactly one of prompt and messages")
+    if isinstance(request.prompt, list):
+        outside = [token for token in request.prompt if not 0 <= token < vocab_size]
+        if outside:
+            raise InvalidRequestError(
+                f"the prompt holds token {outside[0]}, outside this model's vocabulary of {vocab_size}"
+            )
+        return list(request.prompt)
     if request.prompt is not None:
         return list(tokenizer(request.prompt)["input_ids"])
     messages = [message.model_dump() for message in request.messages or []]

@@ -496,7 +496,6 @@ class Router:
         except ApiError as exc:
             raise self._reject(exc, started) from None
         gens = req.to_generate_requests()
-        prompts = req.prompts()
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         model = self.args.model_name
@@ -506,8 +505,7 @@ class Router:
             offsets = [0] * len(gens)
 
             def render(chunk: StreamChunk, first: bool) -> dict[str, Any]:
-                echoed = req.echo and first
-                text = prompts[chunk.index // req.n] + chunk.text if echoed else chunk.text
+                text = (chunk.prompt_text or "") + chunk.text  # the prompt comes with an echo's first chunk
                 logprobs = None
                 if req.logprobs is not None:
                     entries = [*(chunk.prompt_logprobs or []), *(chunk.logprobs or [])]
@@ -529,7 +527,7 @@ class Router:
             if req.logprobs is not None:
                 entries = [*(result.prompt_logprobs or []), *(result.logprobs or [])]
                 logprobs = completion_logprobs(entries)
-            text = prompts[index // req.n] + result.text if req.echo else result.text
+            text = (result.prompt_text or "") + result.text  # prompt_text is set with echo
             choices.append(
                 {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
             )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import struct
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from lmops_runtime.config import Strategy
 from lmops_runtime.protocol import MAX_PENALTY, ChatMessage, GenerateRequest
@@ -70,7 +70,7 @@ class _Sampling(_Request):
     def to_generate(
         self,
         *,
-        prompt: str | None,
+        prompt: str | list[int] | None,
         messages: list[ChatMessage] | None,
         max_new_tokens: int | None,
         seed: int | None = None,
@@ -115,7 +115,7 @@ def _check_n(n: int, prompts: int, best_of: int | None) -> None:
 
 
 class CompletionRequest(_Sampling):
-    """OpenAI's legacy completions: a prompt or a list of prompts, each answered ``n`` times.
+    """OpenAI's legacy completions: a prompt or a list of prompts (text or token ids), each answered n times.
 
     ``logprobs`` (0..5) returns each token's log-probability under the model's own distribution (log_softmax
     of the raw logits, before temperature, top-k and top-p, as vLLM does) with that many alternatives.
@@ -124,7 +124,7 @@ class CompletionRequest(_Sampling):
     """
 
     model: str
-    prompt: str | list[str]
+    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]]
     user: str | None = None
     max_tokens: int | None = Field(default=None, ge=0)
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
@@ -138,13 +138,21 @@ class CompletionRequest(_Sampling):
     def _check(self) -> CompletionRequest:
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("'prompt' must not be an empty list")
+        if any(isinstance(prompt, list) and not prompt for prompt in self.prompts()):
+            raise ValueError("a token-id prompt must not be empty")
         if self.max_tokens == 0 and not self.echo:
             raise ValueError("max_tokens 0 is allowed only with echo (to score the prompt)")
         _check_n(self.n, len(self.prompts()), self.best_of)
         return self
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: text, or token ids (a flat list of ints is one prompt, as OpenAI reads it)."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if all(isinstance(token, int) for token in prompt):
+            return [cast(list[int], prompt)]
+        return [cast(str | list[int], item) for item in prompt]
 
     def to_generate_requests(self) -> list[GenerateRequest]:
         """One request per choice, in choice order: choice ``i * n + j`` is prompt ``i``'s ``j``-th."""
