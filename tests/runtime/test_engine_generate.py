@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lmops_runtime.config import BatchingConfig, ModelSpec
+from lmops_runtime.engine import continuous
 from lmops_runtime.engine.continuous import ContinuousBatcher
 from lmops_runtime.engine.generator import Backend, TextGenerator
 from lmops_runtime.engine.params import SamplingParams
@@ -290,6 +291,26 @@ async def test_a_failed_batching_step_fails_its_requests_and_the_next_request_re
         gen.close()
     with pytest.raises(RuntimeError, match="closed"):
         gen.check()
+
+
+async def test_a_request_whose_batching_thread_is_gone_fails_instead_of_waiting(
+    loaded: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread can end without failing a request (one added as it died): the request must not hang."""
+    monkeypatch.setattr(continuous, "LIVENESS_POLL_S", 0.01)
+    gen = TextGenerator(loaded, BatchingConfig(max_batch_size=4), "continuous")
+    batcher = gen._continuous
+    assert batcher is not None
+    try:
+        updates = batcher.run([5, 6, 7], SamplingParams("greedy", 240))
+        await updates.__anext__()
+        with monkeypatch.context() as patched:
+            patched.setattr(batcher._manager, "is_running", lambda: False)
+            with pytest.raises(RuntimeError, match="stopped during this request"):
+                async for _ in updates:
+                    pass
+    finally:
+        gen.close()
 
 
 def _wait_until_stopped(batcher: ContinuousBatcher) -> None:

@@ -18,7 +18,7 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -35,6 +35,7 @@ PAGE_SIZE = 32
 STOP_TIMEOUT_S = 10.0
 #: How often a waiting request checks that the generation thread still lives.
 LIVENESS_POLL_S = 1.0
+_THREAD_STOPPED = object()
 
 
 def cb_config(batching: BatchingConfig, max_sequence_length: int) -> ContinuousBatchingConfig:
@@ -50,6 +51,29 @@ def cb_config(batching: BatchingConfig, max_sequence_length: int) -> ContinuousB
         allow_block_sharing=False,
         scheduler_type="fifo",
     )
+
+
+class _LivenessWatch:
+    """Puts ``_THREAD_STOPPED`` on a waiting request's queue once the generation thread is gone.
+
+    A timer per request, checking every LIVENESS_POLL_S, rather than a timeout on every token's wait: the
+    token path costs nothing more.
+    """
+
+    def __init__(self, alive: Callable[[], bool], queue: asyncio.Queue[Any]) -> None:
+        self._alive = alive
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(LIVENESS_POLL_S, self._check)
+
+    def _check(self) -> None:
+        if self._alive():
+            self._handle = self._loop.call_later(LIVENESS_POLL_S, self._check)
+        else:
+            self._queue.put_nowait(_THREAD_STOPPED)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class ContinuousBatcher:
@@ -114,15 +138,6 @@ class ContinuousBatcher:
         if not self.running:
             raise RuntimeError("the continuous batching thread is not running and did not restart")
 
-    async def _next_output(self, queue: asyncio.Queue[Any]) -> Any:
-        """The request's next output; fails once the thread is gone and nothing more can come."""
-        while True:
-            try:
-                return await asyncio.wait_for(queue.get(), LIVENESS_POLL_S)
-            except TimeoutError:
-                if not self.running and queue.empty():
-                    raise RuntimeError("the continuous batching thread stopped during this request") from None
-
     async def run(self, row: Sequence[int], params: SamplingParams) -> AsyncGenerator[TokenUpdate]:
         """Yield cumulative tokens as they come; cancels the request if the caller stops listening."""
         self.ensure_running()
@@ -141,9 +156,12 @@ class ContinuousBatcher:
             top_p=float(params.top_p or 1.0) if sampled else 1.0,
         )
         finished = False
+        watch = _LivenessWatch(lambda: self.running, queue)
         try:
             while True:
-                output = await self._next_output(queue)
+                output = await queue.get()
+                if output is _THREAD_STOPPED:
+                    raise RuntimeError("the continuous batching thread stopped during this request")
                 if output.error is not None:
                     finished = True
                     raise RuntimeError(f"generation failed: {output.error}")
@@ -153,6 +171,7 @@ class ContinuousBatcher:
                     return
                 yield TokenUpdate(list(output.generated_tokens))
         finally:
+            watch.cancel()
             if not finished:
                 self._manager.cancel_request(request_id)
                 # A cancelled request never finishes, so its handler would never be cleaned up by the manager.
