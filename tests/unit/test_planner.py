@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lmops_operator.api import LanguageModelStatus
 from lmops_operator.planning import status as st
 from lmops_operator.planning.names import MAX_RAY_SERVICE_NAME, ray_service_name
 from lmops_operator.planning.plan import (
@@ -11,11 +12,13 @@ from lmops_operator.planning.plan import (
     Observed,
     PolicyViolation,
     StoredRevision,
-    _history,
     deployed_revisions,
+    kept_revisions,
+    number_revision,
     plan,
 )
 from lmops_operator.planning.revision import revision_data, revision_name
+from lmops_operator.planning.traffic import TrafficDecision
 from lmops_operator.settings import Settings
 from tests.support.languagemodel_cases import merge
 from tests.unit.planner_helpers import (
@@ -115,9 +118,26 @@ def _stored(n: int) -> dict[str, StoredRevision]:
 
 
 def test_history_keeps_newest_and_protected() -> None:
-    kept, stale = _history(_stored(12), 5, {"r2"})
-    assert [r.revision for r in kept] == ["r2", "r8", "r9", "r10", "r11", "r12"]
-    assert sorted(r.revision for r in stale) == sorted(f"r{i}" for i in (1, 3, 4, 5, 6, 7))
+    numbers = {r.revision: r.number for r in _stored(12).values()}
+    decision = TrafficDecision(
+        weights={"r2": 90, "r3": 10}, stable="r2", canary="r3", fallback=None, status=LanguageModelStatus()
+    )
+    kept = kept_revisions(numbers, 5, "r4", decision)
+    assert kept == {"r2", "r3", "r4", "r8", "r9", "r10", "r11", "r12"}
+
+
+def test_revision_numbers_only_grow() -> None:
+    assert number_revision({}, "a", "hf://x")[0] == 1
+    assert number_revision({"a": 1, "b": 2}, "c", "hf://x") == (
+        3,
+        [("Normal", "RevisionCreated", "revision c (#3) of hf://x")],
+    )
+    assert number_revision({"a": 1, "b": 2}, "b", None) == (2, [])
+    # Going back to an older spec numbers it as the newest, as StatefulSets do.
+    assert number_revision({"a": 1, "b": 2}, "a", None) == (
+        3,
+        [("Normal", "RevisionRestored", "revision a is current again as #3")],
+    )
 
 
 def test_world_garbage_collects_past_history_limit() -> None:

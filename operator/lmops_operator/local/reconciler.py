@@ -2,7 +2,8 @@
 
 Each ``reconcile`` reads the local Serve application statuses and the Router's /stats, calls
 ``decide_traffic`` exactly as the operator does, builds the serve config with ``build_serve_config`` and
-deploys it, then writes the status to the state file. ``run`` repeats that until the rollout settles.
+deploys it, then writes the status (``settle_status``, as the operator's planner does, revisions numbered
+and pruned by the same rules) to the state file. ``run`` repeats that until the rollout settles.
 
 Retiring a revision drains it first: the Router is reconfigured to stop sending it traffic while its
 application still runs, and the application is deleted only once the Router reports the new weights, so
@@ -26,6 +27,7 @@ from lmops_operator.local import state as store
 from lmops_operator.metrics_source import read_router_stats
 from lmops_operator.planning import status as st
 from lmops_operator.planning.metrics import MetricsSnapshot
+from lmops_operator.planning.plan import kept_revisions, number_revision, phase_events, settle_status
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
 from lmops_operator.planning.traffic import Controls, Event, TrafficDecision, TrafficInput, decide_traffic
@@ -184,22 +186,17 @@ class LocalReconciler:
         document = localize(build_serve_config(lm, decision, data, target_revision=target), self.local_gpus)
         self._deploy(state, document, decision)
 
-        full_health = {**health, **st.revision_health(view, [r for r in decision.weights if r not in health])}
-        status = decision.status.model_copy(deep=True)
-        assessment = st.assess(spec, status, target, view, full_health)
-        status.phase = assessment.phase
-        status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, now)
-        status.replicas = st.replicas(spec, decision.weights, full_health, decision.fallback)
+        outcome = settle_status(lm, decision, target, view, health, now)
+        status = outcome.status
         status.endpoint = f"http://{state.host}:{state.http_port}/v1"
-        status.revisions = self._history(state, spec.rollout.revision_history_limit, set(decision.weights))
+        status.revisions = self._history(state, spec.rollout.revision_history_limit, target, decision)
         state.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         store.save(state, self.path)
 
-        events = created + list(decision.events)
-        if previous.phase != assessment.phase and assessment.phase in ("Degraded", "Failed", "Paused"):
-            events.append(("Warning", assessment.phase, assessment.message))
+        events = created + list(decision.events) + phase_events(previous, outcome.assessment)
         self.events += events
         failed = None
+        full_health = outcome.health
         if status.stable_revision is None and target in full_health and full_health[target].failed:
             failed = full_health[target].message or f"revision {target} failed"
         rollout = status.rollout
@@ -240,21 +237,19 @@ class LocalReconciler:
     def _record_revision(
         self, state: store.LocalState, target: str, data: dict[str, Any], now: datetime
     ) -> list[Event]:
-        """Number revisions as ControllerRevisions are numbered: a spec going back gets the next number."""
-        highest = max((r.number for r in state.revisions.values()), default=0)
+        """Number the target revision as the operator numbers its ControllerRevision."""
+        numbers = {name: rev.number for name, rev in state.revisions.items()}
+        number, events = number_revision(numbers, target, data["model"].get("source"))
         existing = state.revisions.get(target)
-        if existing is None:
-            state.revisions[target] = store.LocalRevision(number=highest + 1, data=data, created_at=now)
-            source = data["model"].get("source")
-            return [("Normal", "RevisionCreated", f"revision {target} (#{highest + 1}) of {source}")]
-        if existing.number < highest and state.status.get("stableRevision") != target:
-            existing.number = highest + 1
-            return [("Normal", "RevisionRestored", f"revision {target} is current again as #{highest + 1}")]
-        return []
+        created_at = existing.created_at if existing else now
+        state.revisions[target] = store.LocalRevision(number=number, data=data, created_at=created_at)
+        return events
 
-    def _history(self, state: store.LocalState, limit: int, protected: set[str]) -> list[RevisionSummary]:
-        ordered = sorted(state.revisions.items(), key=lambda kv: kv[1].number, reverse=True)
-        kept = {name for i, (name, _) in enumerate(ordered) if i < limit or name in protected}
+    def _history(
+        self, state: store.LocalState, limit: int, target: str, decision: TrafficDecision
+    ) -> list[RevisionSummary]:
+        numbers = {name: rev.number for name, rev in state.revisions.items()}
+        kept = kept_revisions(numbers, limit, target, decision)
         state.revisions = {name: rev for name, rev in state.revisions.items() if name in kept}
         return [
             RevisionSummary(

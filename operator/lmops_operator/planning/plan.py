@@ -31,7 +31,14 @@ from lmops_operator.planning.names import (
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
 from lmops_operator.planning.standby import plan_standby
-from lmops_operator.planning.traffic import Controls, Event, TrafficInput, decide_traffic
+from lmops_operator.planning.traffic import (
+    Controls,
+    Event,
+    RevisionHealth,
+    TrafficDecision,
+    TrafficInput,
+    decide_traffic,
+)
 from lmops_operator.settings import Settings
 from lmops_runtime.config import HTTP_PORT, SERVER_IMPORT_PATH
 
@@ -150,14 +157,59 @@ def deployed_revisions(ray_service: Mapping[str, Any] | None) -> list[str]:
     return sorted(out)
 
 
-def _history(
-    revisions: Mapping[str, StoredRevision], limit: int, protected: set[str]
-) -> tuple[list[StoredRevision], list[StoredRevision]]:
-    """(kept, stale): the newest ``limit`` by number plus every protected one are kept."""
-    ordered = sorted(revisions.values(), key=lambda r: r.number, reverse=True)
-    kept = [r for i, r in enumerate(ordered) if i < limit or r.revision in protected]
-    stale = [r for r in ordered if r not in kept]
-    return sorted(kept, key=lambda r: r.number), stale
+def number_revision(numbers: Mapping[str, int], target: str, source: str | None) -> tuple[int, list[Event]]:
+    """The target revision's number, and the event that says why it is new or newly numbered.
+
+    Revision numbers only grow; going back to an older spec renumbers that revision as the newest, as
+    StatefulSets do with their ControllerRevisions.
+    """
+    highest = max(numbers.values(), default=0)
+    existing = numbers.get(target)
+    if existing is None:
+        return highest + 1, [("Normal", "RevisionCreated", f"revision {target} (#{highest + 1}) of {source}")]
+    if existing < highest:
+        return highest + 1, [
+            ("Normal", "RevisionRestored", f"revision {target} is current again as #{highest + 1}")
+        ]
+    return existing, []
+
+
+def kept_revisions(
+    numbers: Mapping[str, int], limit: int, target: str, decision: TrafficDecision
+) -> set[str]:
+    """The revisions history keeps: the newest ``limit`` by number, the target and every one in use."""
+    protected = {target, *decision.weights, *(r for r in (decision.stable, decision.canary) if r)}
+    ordered = sorted(numbers, key=lambda revision: numbers[revision], reverse=True)
+    return {revision for i, revision in enumerate(ordered) if i < limit or revision in protected}
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The status a traffic decision leads to, with the assessment behind its phase."""
+
+    status: LanguageModelStatus
+    assessment: st.Assessment
+    health: dict[str, RevisionHealth]  # of every revision the status names
+
+
+def settle_status(
+    lm: LanguageModel,
+    decision: TrafficDecision,
+    target: str,
+    view: st.RayServiceView,
+    health: Mapping[str, RevisionHealth],
+    now: datetime,
+) -> Settled:
+    """The decision's status with phase, conditions and replicas: the operator and local mode share it."""
+    previous = lm.status or LanguageModelStatus()
+    full_health = {**health, **st.revision_health(view, [r for r in decision.weights if r not in health])}
+    status = decision.status.model_copy(deep=True)
+    assessment = st.assess(lm.spec, status, target, view, full_health)
+    status.observed_generation = lm.metadata.generation
+    status.phase = assessment.phase
+    status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, now)
+    status.replicas = st.replicas(lm.spec, decision.weights, full_health, decision.fallback)
+    return Settled(status, assessment, full_health)
 
 
 def _cluster_upgrade(
@@ -176,7 +228,8 @@ def _cluster_upgrade(
     return None, []
 
 
-def _phase_events(previous: LanguageModelStatus, assessment: st.Assessment) -> list[Event]:
+def phase_events(previous: LanguageModelStatus, assessment: st.Assessment) -> list[Event]:
+    """An event when the phase changes to one a user acts on."""
     if previous.phase == assessment.phase:
         return []
     if assessment.phase in ("Ready", "ScaledToZero"):
@@ -195,20 +248,10 @@ def plan(lm: LanguageModel, observed: Observed, settings: Settings) -> Plan:
     target_data = revision_data(spec)
     target = revision_hash(target_data)
     stored = stored_revisions(name, observed.controller_revisions)
-    events: list[Event] = []
-
-    # Revision numbers only grow; going back to an older spec renumbers that revision as the newest,
-    # as StatefulSets do with their ControllerRevisions.
-    highest = max((r.number for r in stored.values()), default=0)
+    number, events = number_revision(
+        {r.revision: r.number for r in stored.values()}, target, spec.model.source
+    )
     existing = stored.get(target)
-    if existing is None:
-        number = highest + 1
-        events.append(("Normal", "RevisionCreated", f"revision {target} (#{number}) of {spec.model.source}"))
-    elif existing.number < highest:
-        number = highest + 1
-        events.append(("Normal", "RevisionRestored", f"revision {target} is current again as #{number}"))
-    else:
-        number = existing.number
     stored[target] = StoredRevision(
         target,
         controller_revision_name(name, target),
@@ -249,18 +292,16 @@ def plan(lm: LanguageModel, observed: Observed, settings: Settings) -> Plan:
     standby_view = st.read_ray_service(observed.standby_ray_service)
     standby = plan_standby(lm, ray_service, view, observed.standby_ray_service, standby_view, observed.now)
 
-    protected = {target, *decision.weights, *(r for r in (decision.stable, decision.canary) if r)}
-    kept, stale = _history(stored, spec.rollout.revision_history_limit, protected)
+    numbers = {r.revision: r.number for r in stored.values()}
+    kept_names = kept_revisions(numbers, spec.rollout.revision_history_limit, target, decision)
+    by_number = sorted(stored.values(), key=lambda r: r.number)
+    kept = [r for r in by_number if r.revision in kept_names]
+    stale = [r for r in reversed(by_number) if r.revision not in kept_names]
 
     upgrade, upgrade_events = _cluster_upgrade(lm, observed, view, image)
     events += upgrade_events
-    status = decision.status.model_copy(deep=True)
-    full_health = {**health, **st.revision_health(view, [r for r in decision.weights if r not in health])}
-    assessment = st.assess(spec, status, target, view, full_health)
-    status.observed_generation = lm.metadata.generation
-    status.phase = assessment.phase
-    status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, observed.now)
-    status.replicas = st.replicas(spec, decision.weights, full_health, decision.fallback)
+    settled = settle_status(lm, decision, target, view, health, observed.now)
+    status = settled.status
     status.revisions = [
         RevisionSummary(
             name=r.revision, number=r.number, created_at=r.created_at, source=r.data["model"].get("source")
@@ -272,7 +313,7 @@ def plan(lm: LanguageModel, observed: Observed, settings: Settings) -> Plan:
     status.cluster_upgrade = upgrade
     status.standby = standby.status
     events += standby.events
-    events += _phase_events(previous, assessment)
+    events += phase_events(previous, settled.assessment)
 
     objects = [
         build_controller_revision(lm, target, number, target_data),
