@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -30,10 +29,6 @@ pytestmark = pytest.mark.slow
 
 def _apply(plane: ControlPlane, body: dict[str, Any]) -> None:
     plane.kubectl("apply", "-f", "-", input=yaml.safe_dump(body))
-
-
-def _patch_lm(plane: ControlPlane, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    plane.kubectl("patch", "lm", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
 
 
 def _server_apps(ray_service: dict[str, Any]) -> list[dict[str, Any]]:
@@ -130,7 +125,7 @@ def test_min_max_edit_reaches_the_rayservice_and_the_live_raycluster(
         return group["minReplicas"], group["maxReplicas"], group["replicas"]
 
     eventually(lambda: bounds() == (0, 4, 0), what="RayCluster bounds 0..4 (2 per revision slot)")
-    _patch_lm(controlplane, namespace, name, {"spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}})
+    controlplane.patch_model(namespace, name, {"spec": {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}})
     eventually(
         lambda: _workers(admin.get(RAY_SERVICE.item(namespace, name)) or {})["maxReplicas"] == 6,
         what="RayService maxReplicas 6",
@@ -185,7 +180,7 @@ def test_standby_takes_over_after_switch_after_seconds_and_hands_back(
     eventually(lambda: standby_status().get("serving") == "primary", what="switch back")
     assert selector() == {"lmops.io/model": "chat", "ray.io/serve": "true"}
 
-    _patch_lm(controlplane, namespace, "chat", {"spec": {"failover": {"standby": {"enabled": False}}}})
+    controlplane.patch_model(namespace, "chat", {"spec": {"failover": {"standby": {"enabled": False}}}})
     eventually(lambda: admin.get(RAY_SERVICE.item(namespace, "chat-standby")) is None, what="standby deleted")
     eventually(lambda: not standby_status(), what="status.standby cleared")
 

@@ -154,16 +154,7 @@ def test_lifecycle_create_ready_edit_resync_delete(
     assert _resync_writes(str(operator_credentials), namespace, "gpt2") == (0, 0)
 
     # Autoscaling edit: same revision, the same RayService updated in place.
-    controlplane.kubectl(
-        "patch",
-        "lm",
-        "gpt2",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"autoscaling": {"maxReplicas": 7}}}),
-    )
+    controlplane.patch_model(namespace, "gpt2", {"spec": {"autoscaling": {"maxReplicas": 7}}})
     updated = eventually(
         lambda: (
             (r := admin.get(RAY_SERVICE.item(namespace, "gpt2")))
@@ -177,16 +168,7 @@ def test_lifecycle_create_ready_edit_resync_delete(
     eventually(lambda: _status(admin, namespace, "gpt2").get("observedGeneration") == 2, what="generation 2")
 
     # Model edit: a new revision, deployed beside the stable one.
-    controlplane.kubectl(
-        "patch",
-        "lm",
-        "gpt2",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"model": {"revision": "main"}}}),
-    )
+    controlplane.patch_model(namespace, "gpt2", {"spec": {"model": {"revision": "main"}}})
     revisions = eventually(
         lambda: len(r := _revisions(admin, namespace, "gpt2")) == 2 and r, what="2 revisions"
     )
@@ -230,16 +212,7 @@ def test_restart_resumes_and_converges(
     first.stop()
 
     # Edited while no operator runs: the next one picks it up on resume.
-    controlplane.kubectl(
-        "patch",
-        "lm",
-        "tiny",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        json.dumps({"spec": {"model": {"revision": "v2"}}}),
-    )
+    controlplane.patch_model(namespace, "tiny", {"spec": {"model": {"revision": "v2"}}})
     second = start_operator((namespace,))
     eventually(lambda: len(_revisions(admin, namespace, "tiny")) == 2, what="new revision after restart")
     eventually(

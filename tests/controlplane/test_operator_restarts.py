@@ -9,7 +9,6 @@ operator is then stopped and a new one started with a healthy client. State live
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -143,7 +142,7 @@ def test_random_crashes_in_create_update_rollout_delete_converge(
         )
 
     def patch(change: dict[str, Any]) -> None:
-        controlplane.kubectl("patch", "lm", NAME, "-n", namespace, "--type=merge", "-p", json.dumps(change))
+        controlplane.patch_model(namespace, NAME, change)
 
     # create: RevisionCreated, ControllerRevision, RayService, Service, PDB, status ... (>= 5 writes)
     crash_during("create", 5, lambda: controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(body)))

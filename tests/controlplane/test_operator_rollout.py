@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -55,10 +54,7 @@ def test_canary_is_walked_by_the_timer_and_promoted(
     _fake_kuberay(admin, namespace, "tiny")
     first = eventually(lambda: _status(admin, namespace, "tiny").get("stableRevision"), what="stable")
 
-    controlplane.kubectl(
-        "patch", "lm", "tiny", "-n", namespace, "--type=merge", "-p",
-        json.dumps({"spec": {"model": {"revision": "v2"}}}),
-    )  # fmt: skip
+    controlplane.patch_model(namespace, "tiny", {"spec": {"model": {"revision": "v2"}}})
     new = _new_revision(admin, namespace, "tiny")
     eventually(
         lambda: len(_serve_apps(admin.get(RAY_SERVICE.item(namespace, "tiny")) or {})) == 3,
@@ -123,9 +119,6 @@ def test_peering_lets_one_operator_act_at_a_time(
     eventually(lambda: admin.get(RAY_SERVICE.item(namespace, "tiny")), what="RayService from the leader")
 
     leader.stop()  # the follower takes over once the leader has left the peering
-    controlplane.kubectl(
-        "patch", "lm", "tiny", "-n", namespace, "--type=merge", "-p",
-        json.dumps({"spec": {"model": {"revision": "v2"}}}),
-    )  # fmt: skip
+    controlplane.patch_model(namespace, "tiny", {"spec": {"model": {"revision": "v2"}}})
     _new_revision(admin, namespace, "tiny")
     assert follower.alive

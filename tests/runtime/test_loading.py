@@ -218,7 +218,7 @@ class _S3Handler(BaseHTTPRequestHandler):
         self.send_header("Last-Modified", "Sun, 22 Nov 2026 00:00:00 GMT")
         self.send_header("Content-Type", "application/octet-stream")
 
-    def do_HEAD(self) -> None:
+    def _send_object(self, with_body: bool) -> None:
         data = self._object()
         if data is None:
             self.send_response(404)
@@ -227,6 +227,11 @@ class _S3Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self._headers(data)
         self.end_headers()
+        if with_body:
+            self.wfile.write(data)
+
+    def do_HEAD(self) -> None:
+        self._send_object(with_body=False)
 
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
@@ -252,15 +257,7 @@ class _S3Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
-        data = self._object()
-        if data is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self._headers(data)
-        self.end_headers()
-        self.wfile.write(data)
+        self._send_object(with_body=True)
 
 
 def test_s3_source_through_the_minio_client_over_http(

@@ -525,6 +525,10 @@ class ControlPlane:
         argv = [f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
         return self._run("kubectl", argv, input, check, timeout_s)
 
+    def patch_model(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """``kubectl patch lm NAME --type=merge``: an edit as a user makes it."""
+        self.kubectl("patch", "lm", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
     def helm(
         self,
         *args: str,
