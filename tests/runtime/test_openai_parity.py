@@ -256,6 +256,7 @@ def test_penalties_logit_bias_and_user_through_the_openai_client(
         presence_penalty=0,
         logit_bias={},
         user="alice",
+        response_format={"type": "text"},
     )
     assert neutral.choices[0].message.content == plain.choices[0].message.content
     tokenizer = AutoTokenizer.from_pretrained(tiny_generate_model_dir)
@@ -269,6 +270,9 @@ def test_penalties_logit_bias_and_user_through_the_openai_client(
     )
     unpenalized = client.completions.create(model=MODEL, prompt="hello", max_tokens=12, temperature=0)
     assert penalized.choices[0].text != unpenalized.choices[0].text
+    json_mode = {"messages": messages, "response_format": {"type": "json_object"}}
+    response = _post(base_url, "/v1/chat/completions", json_mode)
+    assert response.status_code == 400 and "response_format" in response.json()["error"]["message"]
     for body, message in [
         ({"prompt": "x", "presence_penalty": 2.5}, "presence_penalty"),
         ({"prompt": "x", "logit_bias": {"99999999": 1}}, "outside this model's vocabulary"),

@@ -191,6 +191,12 @@ class ChatInputMessage(_Request):
         return ChatMessage(role=role, content=text)
 
 
+class ResponseFormat(_Request):
+    """Plain text only: JSON modes need constrained decoding, which this server does not do (a 400)."""
+
+    type: Literal["text"]
+
+
 class ChatCompletionRequest(_Sampling):
     """OpenAI chat completions; ``logprobs: true`` with ``top_logprobs`` (0..20) alternatives per token,
     from the model's own distribution (see CompletionRequest)."""
@@ -203,6 +209,7 @@ class ChatCompletionRequest(_Sampling):
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_CHAT_TOP_LOGPROBS)
+    response_format: ResponseFormat | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
 
