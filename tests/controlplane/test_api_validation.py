@@ -140,6 +140,7 @@ def test_get_shows_printer_columns_and_status_subresource(
         "stableRevision": "abc123",
         "canaryRevision": "def456",
         "canaryWeight": 25,
+        "readyReplicas": 3,
         "traffic": [{"revision": "abc123", "weight": 75}, {"revision": "def456", "weight": 25}],
         "conditions": [
             {
@@ -155,9 +156,10 @@ def test_get_shows_printer_columns_and_status_subresource(
         GROUP, VERSION, namespace, PLURAL, "columns", {"status": status}
     )
     out = controlplane.kubectl("get", "lm", "columns", "-n", namespace).stdout.splitlines()
-    assert out[0].split() == ["NAME", "SOURCE", "TASK", "PHASE", "STABLE", "CANARY", "WEIGHT", "READY", "AGE"]
-    assert out[1].split()[:8] == [
-        "columns", "builtin://tiny", "generate", "Progressing", "abc123", "def456", "25", "True",
+    header = ["NAME", "SOURCE", "TASK", "PHASE", "STABLE", "CANARY", "WEIGHT", "REPLICAS", "READY", "AGE"]
+    assert out[0].split() == header
+    assert out[1].split()[:9] == [
+        "columns", "builtin://tiny", "generate", "Progressing", "abc123", "def456", "25", "3", "True",
     ]  # fmt: skip
     # The category lists it too, and a spec write cannot change the status.
     assert "columns" in controlplane.kubectl("get", "lmops", "-n", namespace).stdout

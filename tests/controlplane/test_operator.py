@@ -147,6 +147,7 @@ def test_lifecycle_create_ready_edit_resync_delete(
     status = _status(admin, namespace, "gpt2")
     assert status["phase"] == "Ready" and status["stableRevision"] == rev
     assert status["traffic"] == [{"revision": rev, "weight": 100}]
+    assert status["readyReplicas"] == 1  # KubeRay's ready worker pods
     reasons = {e["reason"] for e in _events(controlplane, namespace, "gpt2")}
     assert {"RevisionCreated", "RayServiceCreated", "ServiceCreated", "Ready"} <= reasons
 

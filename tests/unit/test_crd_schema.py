@@ -159,7 +159,7 @@ def _schema_at(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
 def test_printer_columns_point_at_schema_fields() -> None:
     schema = structural_schema()
     names = [c["name"] for c in PRINTER_COLUMNS]
-    assert names == ["Source", "Task", "Phase", "Stable", "Canary", "Weight", "Ready", "Age"]
+    assert names == ["Source", "Task", "Phase", "Stable", "Canary", "Weight", "Replicas", "Ready", "Age"]
     for column in PRINTER_COLUMNS:
         if column["jsonPath"].startswith(".metadata"):
             continue

@@ -305,6 +305,19 @@ def test_scaled_to_zero() -> None:
     result = world.step(running(first, workers=0))
     assert result.status.phase == "ScaledToZero"
     assert next(c for c in result.status.conditions or [] if c.type == "Ready").status == "True"
+    assert result.status.ready_replicas == 0
+
+
+def test_ready_replicas_follow_the_ready_workers_kuberay_reports() -> None:
+    """The floor per revision stays put while autoscaling adds replicas; readyReplicas follows them."""
+    spec = {**example("tiny")["spec"], "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
+    world = World(example("tiny") | {"spec": spec})
+    first = world.step()
+    assert first.status.ready_replicas is None  # nothing reported yet
+    for workers in (1, 3, 2):
+        result = world.step(running(first, workers=workers))
+        assert result.status.ready_replicas == workers
+        assert [(r.ready, r.desired) for r in result.status.replicas or []] == [(1, 1)]
 
 
 def test_policy_forbids_source_and_trust_remote_code() -> None:

@@ -804,11 +804,16 @@ class RevisionSummary(_StatusModel):
 
 
 class RevisionReplicas(_StatusModel):
-    """Replica counts of one revision."""
+    """The replica floor of one revision (KubeRay reports no per-revision counts; see readyReplicas)."""
 
     revision: str = Field(description="Revision name.")
-    ready: int = Field(0, ge=0, description="Replicas serving.")
-    desired: int = Field(0, ge=0, description="Replicas wanted by autoscaling.")
+    ready: int = Field(0, ge=0, description="The floor once the revision's application runs, else 0.")
+    desired: int = Field(
+        0,
+        ge=0,
+        description="Replicas Serve keeps at the least: minReplicas (1 for a warm fallback at weight 0); "
+        "autoscaling adds more under load, up to maxReplicas.",
+    )
 
 
 RolloutState = Literal["WaitingForReady", "QualityGate", "Progressing", "Paused", "Aborted"]
@@ -983,10 +988,16 @@ class LanguageModelStatus(_StatusModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible endpoint.")
+    ready_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Model replicas running now over all revisions, following autoscaling: the Ray worker "
+        "pods KubeRay reports ready (one replica each).",
+    )
     replicas: list[RevisionReplicas] | None = Field(
         None,
         max_length=16,
-        description="Ready and desired replicas per revision.",
+        description="The replica floor per revision.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["revision"]},
     )
     rollout: RolloutStatus | None = Field(None, description="Progress of the current rollout.")

@@ -209,6 +209,7 @@ def settle_status(
     status.phase = assessment.phase
     status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, now)
     status.replicas = st.replicas(lm.spec, decision.weights, full_health, decision.fallback)
+    status.ready_replicas = view.ready_workers
     return Settled(status, assessment, full_health)
 
 

@@ -297,7 +297,7 @@ def replicas(
     """Per revision: desired is the autoscaling floor Serve keeps; ready counts it once the app runs.
 
     Serve does not publish per-deployment replica counts through KubeRay, so this is the floor, not the
-    autoscaled count (the Router's /stats carries live numbers).
+    autoscaled count; status.readyReplicas carries the live total (ready worker pods).
     """
     out = []
     for revision in sorted(weights):
