@@ -60,13 +60,17 @@ def test_replicas_follow_a_load_step_up_and_back_down_without_failures(
     assert ready.status.phase == "Ready"
     revision = ready.target
     url = f"http://127.0.0.1:{reconciler.state().http_port}"
-    assert running_replicas(revision) == 1
+    assert running_replicas(revision) == 1 == ready.status.ready_replicas
     curve = ReplicaCurve(revision).start()
     load = Load(url, clients=6, max_tokens=16)
     started = time.monotonic()
     load.start()
     try:
         up_s = wait_for(lambda: curve.latest() == 3, 180, "3 replicas under load")
+        # The status follows autoscaling (readyReplicas), while replicas[] keeps the floor.
+        scaled = reconciler.reconcile().status
+        assert scaled.ready_replicas == 3, scaled
+        assert [(r.ready, r.desired) for r in scaled.replicas or []] == [(1, 1)]
         time.sleep(3)  # keep the load on at the maximum for a moment
     finally:
         load.stop()

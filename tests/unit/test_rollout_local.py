@@ -51,7 +51,11 @@ class FakeServe:
         return http_port + 1  # Serve may already listen elsewhere: the reconciler must keep what it says
 
     def serve_apps(self) -> dict[str, Any]:
-        out = {n: {"status": s, "message": ""} for n, s in self.apps.items()}
+        out: dict[str, Any] = {n: {"status": s, "message": ""} for n, s in self.apps.items()}
+        for name, app in out.items():
+            if name != ROUTER_APP:
+                running = int(app["status"] == "RUNNING")
+                app["deployments"] = {"ModelServer": {"replicas": {"RUNNING": running}}}
         self.apps = {n: ("DEPLOY_FAILED" if n in self.broken else "RUNNING") for n in self.apps}
         return out
 
@@ -82,6 +86,7 @@ def test_first_deploy_then_canary_promotion_drains_before_delete(
     rec.apply(manifest(), http_port=9000)
     first = rec.run(timeout_s=5, sleep=lambda s: None)
     assert first.status.phase == "Ready" and first.status.endpoint == "http://127.0.0.1:9001/v1"
+    assert first.status.ready_replicas == 1
     assert rec.state().http_port == 9001
     a = first.target
     rec.apply(manifest("file:///new"), http_port=9000)

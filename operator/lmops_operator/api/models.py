@@ -992,7 +992,7 @@ class LanguageModelStatus(_StatusModel):
         None,
         ge=0,
         description="Model replicas running now over all revisions, following autoscaling: the Ray worker "
-        "pods KubeRay reports ready (one replica each).",
+        "pods KubeRay reports ready (one replica each); in local mode, Serve's running replicas.",
     )
     replicas: list[RevisionReplicas] | None = Field(
         None,

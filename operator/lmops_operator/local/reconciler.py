@@ -82,13 +82,30 @@ def _digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
+def _running_replicas(apps: Mapping[str, Any]) -> int | None:
+    """Model replicas Serve reports RUNNING over all revisions (None where it reports no deployments)."""
+    prefix = contract.server_app_name("")
+    counts = [
+        int((deployment.get("replicas") or {}).get("RUNNING", 0))
+        for name, app in apps.items()
+        if name.startswith(prefix)
+        for deployment in (app.get("deployments") or {}).values()
+    ]
+    return sum(counts) if counts else None
+
+
 def _apps_view(apps: Mapping[str, Any]) -> st.RayServiceView:
+    """Serve's application statuses as the planner reads a RayService; running replicas stand in for
+    KubeRay's ready worker pods (one replica each in a cluster)."""
     states = {
         name: st.AppState(str(a.get("status", "")), str(a.get("message", ""))) for name, a in apps.items()
     }
     router = states.get(contract.ROUTER_APP)
     return st.RayServiceView(
-        exists=True, ready=router is not None and router.status == st.RUNNING, apps=states
+        exists=True,
+        ready=router is not None and router.status == st.RUNNING,
+        apps=states,
+        ready_workers=_running_replicas(apps),
     )
 
 
