@@ -14,6 +14,15 @@ from lmops_operator.cli import main
 from lmops_operator.commands import local as cli
 
 
+@pytest.fixture(autouse=True)
+def _ray_auth_mode_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up`` and ``down`` set RAY_AUTH_MODE for their process; here it must not outlive the test, or a later
+    test's Ray head starts with token auth its driver does not expect. (monkeypatch restores only what it
+    changed: setenv records the variable's prior state, delenv then clears it for the test.)"""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.delenv("RAY_AUTH_MODE")
+
+
 def test_read_manifests_picks_the_model_and_its_configmaps(tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(
