@@ -34,9 +34,8 @@ class GenerateRequest(_Message):
 
     Exactly one of ``prompt`` (text, or token ids as OpenAI's completions take them) and ``messages`` is set;
     ``messages`` go through the tokenizer's chat template (or a plain default template where the tokenizer has
-    none). ``logprobs`` (0..20 alternatives) asks for
-    each generated token's log-probability; with ``echo`` the prompt's tokens are scored too, and
-    ``max_new_tokens`` 0 then means "score the prompt only".
+    none). ``logprobs`` (0..20 alternatives) asks for each generated token's log-probability; with ``echo``
+    the prompt's tokens are scored too, and ``max_new_tokens`` 0 then means "score the prompt only".
     """
 
     prompt: str | list[StrictInt] | None = None

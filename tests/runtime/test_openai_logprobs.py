@@ -82,8 +82,8 @@ def test_chat_logprobs_fields() -> None:
     gens = ChatCompletionRequest.model_validate({**base, "logprobs": True, "n": 2}).to_generate_requests()
     assert [g.logprobs for g in gens] == [0, 0]
     chosen = ChatCompletionRequest.model_validate({**base, "logprobs": True, "top_logprobs": 4})
-    assert chosen.to_generate_request().logprobs == 4
-    assert ChatCompletionRequest.model_validate(base).to_generate_request().logprobs is None
+    assert chosen.to_generate_requests()[0].logprobs == 4
+    assert ChatCompletionRequest.model_validate(base).to_generate_requests()[0].logprobs is None
 
 
 # ---- response formats ----------------------------------------------------------------------------------

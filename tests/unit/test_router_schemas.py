@@ -19,11 +19,12 @@ from lmops_runtime.router.schemas import (
 
 
 def test_completion_maps_openai_sampling_to_strategies() -> None:
-    greedy = CompletionRequest(model="m", prompt="hi", temperature=0.0, max_tokens=5).to_generate_request()
+    greedy_request = CompletionRequest(model="m", prompt="hi", temperature=0.0, max_tokens=5)
+    (greedy,) = greedy_request.to_generate_requests()
     assert (greedy.strategy, greedy.temperature, greedy.max_new_tokens) == ("greedy", None, 5)
     sample = CompletionRequest(
         model="m", prompt=["hi"], temperature=0.7, stop="\n", seed=3
-    ).to_generate_request()
+    ).to_generate_requests()[0]
     assert (sample.strategy, sample.temperature, sample.stop, sample.seed, sample.prompt) == (
         "sample",
         0.7,
@@ -31,9 +32,9 @@ def test_completion_maps_openai_sampling_to_strategies() -> None:
         3,
         "hi",
     )
-    assert CompletionRequest(model="m", prompt="x", top_p=0.9).to_generate_request().strategy == "sample"
-    assert CompletionRequest(model="m", prompt="x", num_beams=3).to_generate_request().strategy == "beam"
-    assert CompletionRequest(model="m", prompt="x").to_generate_request().strategy is None
+    assert CompletionRequest(model="m", prompt="x", top_p=0.9).to_generate_requests()[0].strategy == "sample"
+    assert CompletionRequest(model="m", prompt="x", num_beams=3).to_generate_requests()[0].strategy == "beam"
+    assert CompletionRequest(model="m", prompt="x").to_generate_requests()[0].strategy is None
 
 
 @pytest.mark.parametrize(
@@ -70,7 +71,7 @@ def test_chat_messages_and_token_budget() -> None:
             "max_completion_tokens": 4,
         }
     )
-    gen = req.to_generate_request()
+    gen = req.to_generate_requests()[0]
     assert gen.prompt is None and gen.max_new_tokens == 4
     assert [(m.role, m.content) for m in gen.messages or []] == [("system", "be brief"), ("user", "hello")]
     with pytest.raises(ValidationError):

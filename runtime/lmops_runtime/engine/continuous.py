@@ -86,8 +86,9 @@ class ContinuousBatcher:
         pad_id: int,
         batching: BatchingConfig,
         max_sequence_length: int,
+        vocab_size: int,
     ) -> None:
-        self._vocab_size = int(model.config.get_text_config().vocab_size)
+        self._vocab_size = vocab_size
         self._eos_ids = list(eos_ids)
         # Temperature and top-p differ from 1 so that generate builds their processors, which the manager then
         # turns into per-request ones; every request passes its own values, so these defaults never apply.

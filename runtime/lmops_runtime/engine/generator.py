@@ -69,7 +69,7 @@ class TextGenerator:
         self._static: StaticBatcher | None = None
         if backend == "continuous":
             self._continuous = ContinuousBatcher(
-                loaded.model, eos_ids, pad_id, batching, loaded.max_sequence_length
+                loaded.model, eos_ids, pad_id, batching, loaded.max_sequence_length, self._vocab_size
             )
         else:
             self._static = StaticBatcher(loaded.model, loaded.tokenizer, eos_ids, batching, self._executor)
@@ -197,17 +197,15 @@ class TextGenerator:
         seen = 0
         count = 0
         sent_logprobs = 0
-        pending: list[TokenLogprob] | None = None
         reason: FinishReason = "length"
         async with aclosing(self._updates(prepared, stream=True)) as updates:
             async for update in updates:
                 delta = matcher.feed(decoder.add(update.tokens[seen:]))
                 seen = count = len(update.tokens)
-                pending = self._logprobs(prepared, (update.logprobs or [])[sent_logprobs:])
-                if delta or pending:
-                    sent_logprobs += len(pending or [])
-                    yield StreamChunk(text=delta, index=index, logprobs=pending)
-                    pending = None
+                logprobs = self._logprobs(prepared, (update.logprobs or [])[sent_logprobs:])
+                if delta or logprobs:
+                    sent_logprobs += len(logprobs or [])
+                    yield StreamChunk(text=delta, index=index, logprobs=logprobs)
                 if matcher.stopped:
                     break
                 if update.finish_reason is not None:

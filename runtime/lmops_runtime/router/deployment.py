@@ -385,18 +385,21 @@ class Router:
 
     async def _generate_all(
         self, request: Request, gens: list[GenerateRequest], n: int
-    ) -> tuple[str, list[GenerateResult]]:
-        """All choices of one response from one revision: one handle call, counted once."""
+    ) -> tuple[str, list[GenerateResult], tuple[int, int]]:
+        """All choices of one response from one revision: one handle call, counted once.
+
+        Returns the revision, the results in choice order and the response's (prompt, completion) usage.
+        """
         if len(gens) == 1:
             revision, result = await self._generate(request, gens[0])
-            return revision, [result]
+            return revision, [result], (result.prompt_tokens, result.completion_tokens)
         revision, batch, latency = await self._unary(request, "generate_batch", GenerateBatch(requests=gens))
         assert isinstance(batch, GenerateBatchResult)
-        prompt, completion = summed_usage(
+        tokens = summed_usage(
             [r.prompt_tokens for r in batch.results], [r.completion_tokens for r in batch.results], n
         )
-        self._record(revision, 200, latency, prompt, completion)
-        return revision, batch.results
+        self._record(revision, 200, latency, *tokens)
+        return revision, batch.results, tokens
 
     async def _stream(
         self,
@@ -520,7 +523,7 @@ class Router:
                 return {**envelope, "choices": [choice]}
 
             return await self._stream(request, gens, req.n, render, envelope if include_usage else None)
-        revision, results = await self._generate_all(request, gens, req.n)
+        revision, results, (prompt, completion) = await self._generate_all(request, gens, req.n)
         choices = []
         for index, result in enumerate(results):
             logprobs = None
@@ -531,9 +534,6 @@ class Router:
             choices.append(
                 {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
             )
-        prompt, completion = summed_usage(
-            [r.prompt_tokens for r in results], [r.completion_tokens for r in results], req.n
-        )
         body = {**envelope, "choices": choices, "usage": usage(prompt, completion)}
         return JSONResponse(body, headers={REVISION_HEADER: revision})
 
@@ -575,10 +575,7 @@ class Router:
                 return {**envelope, "choices": [choice]}
 
             return await self._stream(request, gens, req.n, render, envelope if include_usage else None)
-        revision, results = await self._generate_all(request, gens, req.n)
-        prompt, completion = summed_usage(
-            [r.prompt_tokens for r in results], [r.completion_tokens for r in results], req.n
-        )
+        revision, results, (prompt, completion) = await self._generate_all(request, gens, req.n)
         body = {
             "id": completion_id,
             "object": "chat.completion",

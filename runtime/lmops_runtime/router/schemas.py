@@ -169,10 +169,6 @@ class CompletionRequest(_Sampling):
             for j in range(self.n)
         ]
 
-    def to_generate_request(self) -> GenerateRequest:
-        """The first choice's request (all of them for one prompt with n=1)."""
-        return self.to_generate_requests()[0]
-
 
 class TextPart(_Request):
     type: Literal["text"]
@@ -236,10 +232,6 @@ class ChatCompletionRequest(_Sampling):
             )
             for j in range(self.n)
         ]
-
-    def to_generate_request(self) -> GenerateRequest:
-        """The first choice's request (all of them with n=1)."""
-        return self.to_generate_requests()[0]
 
 
 class EmbeddingRequest(_Request):
