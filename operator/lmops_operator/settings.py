@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 
-RUNTIME_IMAGE_REPOSITORY = "ghcr.io/lmops/runtime"
+from lmops_operator.images import runtime_image
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
@@ -28,7 +29,8 @@ def _package_version() -> str:
         return "0.1.0"
 
 
-DEFAULT_RUNTIME_IMAGE = f"{RUNTIME_IMAGE_REPOSITORY}:{_package_version()}"
+# The CPU runtime image of this release (a release stamps the package version from its tag).
+DEFAULT_RUNTIME_IMAGE = runtime_image(_package_version())
 
 
 class SettingsError(ValueError):
