@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create the virtualenv and install lmops with every extra
 
 .PHONY: binaries
-binaries: ## Build the pinned kube-apiserver, etcd, kube-controller-manager, kubectl and helm (cached)
+binaries: ## Build the pinned kube-apiserver, etcd, kube-controller-manager, kubectl, helm and actionlint (cached)
 	bash hack/build-binaries.sh
+	bash hack/build-actionlint.sh
 
 .PHONY: up
 up: $(STAMP) ## Local mode: serve the tiny example LanguageModel on a local Ray and call it once
