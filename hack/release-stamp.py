@@ -2,13 +2,14 @@
 """Stamp a release's version and registry into the files the release builds from (stdlib only: CI runs it
 with the runner's python3 before anything is installed).
 
-Usage: release-stamp.py TAG OWNER (stamps the checkout this script is in)
+Usage: release-stamp.py REF OWNER (stamps the checkout this script is in)
 
-TAG (vMAJOR.MINOR.PATCH) gives the one version that becomes the Python package version (the operator's
-built-in runtime image tag is read from it), both charts' version and appVersion (the chart's operator image
-tag), and the image tags the release workflow pushes. OWNER (the GitHub repository owner) gives the registry,
-ghcr.io/<owner>: when it is not lmops_operator.images.REGISTRY (a fork), the chart's values are pointed at the
-fork's images so a published chart never names an image its release did not push.
+REF ($GITHUB_REF), a tag refs/tags/vMAJOR.MINOR.PATCH, gives the one version that becomes the Python package
+version (the operator's built-in runtime image tag is read from it), both charts' version and appVersion (the
+chart's operator image tag), and the image tags the release workflow pushes. OWNER (the GitHub repository
+owner) gives the registry, ghcr.io/<owner>: when it is not lmops_operator.images.REGISTRY (a fork), the
+chart's values are pointed at the fork's images, so a published chart never names an image its release did not
+push.
 
 Writes version=, registry= and charts= to $GITHUB_OUTPUT when set, and prints them.
 """
@@ -27,7 +28,7 @@ from lmops_operator import images  # noqa: E402  (the path above makes the opera
 
 # Only plain MAJOR.MINOR.PATCH reads back unchanged as a Helm chart version, an image tag and a Python
 # package version (PEP 440 would rewrite 1.2.3-rc.1 to 1.2.3rc1, and the operator's default image with it).
-TAG = re.compile(r"v(?P<version>(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*))")
+TAG_REF = re.compile(r"refs/tags/v(?P<version>(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*))")
 
 
 def _sub(path: Path, pattern: str, replacement: str) -> None:
@@ -57,12 +58,13 @@ def stamp(root: Path, version: str, registry: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tag", help="the git tag, vMAJOR.MINOR.PATCH")
+    parser.add_argument("ref", help="the git ref, refs/tags/vMAJOR.MINOR.PATCH")
     parser.add_argument("owner", help="the GitHub repository owner; images go to ghcr.io/<owner>")
     args = parser.parse_args(argv)
-    match = TAG.fullmatch(args.tag)
+    match = TAG_REF.fullmatch(args.ref)
     if not match:
-        print(f"release tags are vMAJOR.MINOR.PATCH (for example v1.2.3), got {args.tag!r}", file=sys.stderr)
+        message = f"a release runs from a tag vMAJOR.MINOR.PATCH (refs/tags/v1.2.3), got {args.ref!r}"
+        print(message, file=sys.stderr)
         return 2
     version, registry = match["version"], f"ghcr.io/{args.owner.lower()}"
     stamp(REPO, version, registry)

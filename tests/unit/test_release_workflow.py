@@ -28,7 +28,7 @@ from tests.support.controlplane import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 ACTIONLINT = REPO_ROOT / ".cache" / "tools" / "actionlint"
-TAG, VERSION = "v1.2.3", "1.2.3"
+TAG_REF, VERSION = "refs/tags/v1.2.3", "1.2.3"
 # What the stamp step reads and writes: a copy of these is a checkout as far as the step can tell.
 STAMPED_CHECKOUT = ("pyproject.toml", "charts", "hack/release-stamp.py", "operator/lmops_operator/images.py")
 EXPRESSION = re.compile(r"\$\{\{\s*(.+?)\s*\}\}")
@@ -68,7 +68,7 @@ def pushed_images(registry: str, version: str) -> set[str]:
     }
 
 
-def run_stamp(tmp_path: Path, tag: str, owner: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def run_stamp(tmp_path: Path, ref: str, owner: str) -> tuple[subprocess.CompletedProcess[str], Path]:
     """Run the images job's stamp step, as the runner does, in a copy of the checkout under ``tmp_path``."""
     checkout = tmp_path / "checkout"
     for name in STAMPED_CHECKOUT:
@@ -81,7 +81,7 @@ def run_stamp(tmp_path: Path, tag: str, owner: str) -> tuple[subprocess.Complete
     output = tmp_path / "github_output"
     env = {
         "PATH": os.environ["PATH"],
-        "GITHUB_REF_NAME": tag,
+        "GITHUB_REF": ref,
         "GITHUB_REPOSITORY_OWNER": owner,
         "GITHUB_OUTPUT": str(output),
     }
@@ -92,7 +92,7 @@ def run_stamp(tmp_path: Path, tag: str, owner: str) -> tuple[subprocess.Complete
 
 
 def stamp_outputs(tmp_path: Path, owner: str) -> tuple[dict[str, str], Path]:
-    result, checkout = run_stamp(tmp_path, TAG, owner)
+    result, checkout = run_stamp(tmp_path, TAG_REF, owner)
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "github_output").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines), checkout
@@ -140,9 +140,30 @@ def test_stamp_writes_the_tag_version_everywhere(tmp_path: Path) -> None:
     assert (checkout / values).read_text() == (REPO_ROOT / values).read_text()
 
 
-@pytest.mark.parametrize("tag", ["1.2.3", "v1.2", "v1.2.3-rc.1", "v1.2.3+build", "v01.2.3", "main"])
-def test_stamp_refuses_a_tag_that_is_not_a_plain_version(tmp_path: Path, tag: str) -> None:
-    result, checkout = run_stamp(tmp_path, tag, "lmops")
+def test_the_repository_has_one_version() -> None:
+    """Unreleased too: the chart's operator image tag and the operator's runtime image tag are one version."""
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for chart in images.CHARTS:
+        meta = yaml.safe_load((REPO_ROOT / "charts" / chart / "Chart.yaml").read_text())
+        assert (meta["version"], meta["appVersion"]) == (version, version), chart
+        dependencies = {d["name"]: d["version"] for d in meta.get("dependencies", [])}
+        assert dependencies.get("lmops", version) == version, chart
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "refs/tags/1.2.3",
+        "refs/tags/v1.2",
+        "refs/tags/v1.2.3-rc.1",
+        "refs/tags/v1.2.3+build",
+        "refs/tags/v01.2.3",
+        "refs/heads/v1.2.3",  # workflow_dispatch from a branch
+        "refs/heads/main",
+    ],
+)
+def test_stamp_refuses_a_ref_that_is_not_a_plain_version_tag(tmp_path: Path, ref: str) -> None:
+    result, checkout = run_stamp(tmp_path, ref, "lmops")
     assert result.returncode == 2
     assert "vMAJOR.MINOR.PATCH" in result.stderr
     assert (checkout / "pyproject.toml").read_text() == (REPO_ROOT / "pyproject.toml").read_text()
