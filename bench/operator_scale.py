@@ -1,6 +1,6 @@
 """Operator at scale, on a real control plane: N LanguageModels against N RayServices created directly.
 
-A real etcd + kube-apiserver + kube-controller-manager (``tests/support/controlplane.py``) with lmops' and
+A real etcd + kube-apiserver + kube-controller-manager (``testkit/controlplane.py``) with lmops' and
 KubeRay's CRDs. The operator is the production entry point, ``lmops operator run``, in its own process (so
 its peak memory is its own: the kernel's high-water mark, VmHWM), watching one namespace per size.
 
@@ -188,7 +188,7 @@ class OperatorProcess:
     """The operator (``lmops operator run``'s code) watching one namespace, metrics on a free port."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log_path: Path) -> None:
-        from tests.support.controlplane import free_port
+        from testkit.controlplane import free_port
 
         self.metrics_port = free_port()
         self.log_path = log_path
@@ -481,8 +481,8 @@ def _jsonable(counter: Counter[tuple[str, str]]) -> dict[str, int]:
 
 
 def run(sizes: list[int]) -> Result:
-    from tests.support import controlplane
-    from tests.support.controlplane import DEFAULT_BIN_DIR, ControlPlane
+    from testkit import controlplane
+    from testkit.controlplane import DEFAULT_BIN_DIR, ControlPlane
 
     # The harness's Service range is a /24 (254 ClusterIPs) and the operator gives every model a Service:
     # 100 + 500 models need more. A /16 keeps 10.0.0.1 (the API server certificate's service IP) first.

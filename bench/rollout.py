@@ -48,11 +48,11 @@ from bench.common import (
     outputs,
     start_ray,
 )
-from tests.support.manifests import canary_manifest
-from tests.support.models import broken_generate_model
+from testkit.manifests import canary_manifest
+from testkit.models import broken_generate_model
 
 if TYPE_CHECKING:
-    from tests.support.load import Load
+    from testkit.load import Load
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 RECONCILE_S = 5.0
@@ -309,7 +309,7 @@ def rollback_trials(trials: int, clients: int, interval_s: int) -> dict[str, Any
     from lmops_operator.local.reconciler import LocalReconciler
     from lmops_runtime import local as runtime_local
     from lmops_runtime.tiny import save_tiny_model
-    from tests.support.load import Load
+    from testkit.load import Load
 
     out: dict[str, Any] = {"trials": [], "clients": clients, "analysis_interval_s": interval_s}
     with tempfile.TemporaryDirectory(prefix="lmops-bench-rollout-") as tmp:

@@ -417,9 +417,10 @@ def serve_document(
     from datetime import UTC, datetime
 
     from lmops_operator.api import LanguageModelStatus, load_language_model
+    from lmops_operator.api.annotations import Controls
     from lmops_operator.planning.revision import revision_data, revision_hash
     from lmops_operator.planning.serve_config import build_serve_config
-    from lmops_operator.planning.traffic import Controls, TrafficInput, decide_traffic
+    from lmops_operator.planning.traffic import TrafficInput, decide_traffic
 
     lm = load_language_model(
         {

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import httpx
 
 from lmops_operator.api.models import LanguageModel
+from lmops_operator.names import service_name
 from lmops_operator.planning.metrics import MetricsSnapshot, RevisionMetrics
-from lmops_operator.planning.names import service_name
 
 log = logging.getLogger(__name__)
 ROUTER_PORT = 8000

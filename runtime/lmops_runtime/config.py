@@ -9,6 +9,8 @@ Router's ``user_config`` makes every rollout step a ``reconfigure`` call instead
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +27,11 @@ Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantization = Literal["none", "int8"]
 Strategy = Literal["greedy", "sample", "beam"]
+
+
+def state_dir() -> Path:
+    """Where local mode keeps its state: the runtime's file (the local Ray) and the operator's (the model)."""
+    return Path(os.environ.get("LMOPS_STATE_DIR", Path.home() / ".cache" / "lmops"))
 
 
 def server_app_name(revision: str) -> str:

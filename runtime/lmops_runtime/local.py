@@ -54,10 +54,6 @@ class LocalRay:
     http_port: int | None = None
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("LMOPS_STATE_DIR", Path.home() / ".cache" / "lmops"))
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -66,7 +62,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _read_state() -> LocalRay | None:
-    path = state_dir() / STATE_FILE
+    path = contract.state_dir() / STATE_FILE
     try:
         return LocalRay(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -74,7 +70,7 @@ def _read_state() -> LocalRay | None:
 
 
 def _write_state(local: LocalRay) -> None:
-    path = state_dir() / STATE_FILE
+    path = contract.state_dir() / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(local)))
 
@@ -304,7 +300,7 @@ def shutdown(local: LocalRay | None = None) -> None:
         shutil.rmtree(local.temp_dir, ignore_errors=True)
         state = _read_state()
         if state is not None and state.temp_dir == local.temp_dir:
-            (state_dir() / STATE_FILE).unlink(missing_ok=True)
+            (contract.state_dir() / STATE_FILE).unlink(missing_ok=True)
 
 
 def _stop_processes(temp_dir: str, grace_s: float = 10.0) -> None:

@@ -24,9 +24,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from lmops_operator.api.models import QualityGateSpec
 from lmops_operator.quality_gate import REVISION_HEADER, RouterEvaluator, evaluate_gate, parse_eval_set
 from lmops_runtime.config import RouterConfig
+from testkit.models import copy_tokenizer
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed
-from tests.support.models import copy_tokenizer
 
 pytestmark = pytest.mark.slow
 

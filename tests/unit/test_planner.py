@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lmops_operator.api import LanguageModelStatus
+from lmops_operator.names import MAX_RAY_SERVICE_NAME, ray_service_name
 from lmops_operator.planning import status as st
-from lmops_operator.planning.names import MAX_RAY_SERVICE_NAME, ray_service_name
 from lmops_operator.planning.plan import (
     BrokenChildren,
     Observed,

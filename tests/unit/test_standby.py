@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from lmops_operator.api.models import LanguageModelStatus, StandbyStatus
-from lmops_operator.planning.names import MODEL_LABEL, RAY_SERVE_LABEL
+from lmops_operator.names import MODEL_LABEL, RAY_SERVE_LABEL
 from lmops_operator.planning.plan import Observed, plan
 from lmops_operator.planning.standby import (
     STANDBY_LABEL,

@@ -16,8 +16,7 @@ import yaml
 
 from lmops_operator.api import LanguageModel, LanguageModelSpec
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, ray_service_name
-from lmops_operator.planning.serve_config import API_KEYS_MOUNT_PATH
+from lmops_operator.names import API_KEYS_MOUNT_PATH, MODEL_LABEL, ray_service_name
 from lmops_runtime.config import HTTP_PORT, PVC_MOUNT_ROOT
 
 RAY_VERSION = "2.60.0"

@@ -10,7 +10,7 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, RAY_SERVE_LABEL, service_name
+from lmops_operator.names import MODEL_LABEL, RAY_SERVE_LABEL, service_name
 from lmops_runtime.config import HTTP_PORT
 
 

@@ -24,7 +24,7 @@ from lmops_operator.k8s.login import kubeconfig_login
 from lmops_operator.k8s.peering import ensure_peering
 from lmops_operator.k8s.reconcile import ReconcileContext
 from lmops_operator.metrics_source import MetricsSource, PrometheusSource, RouterStatsSource
-from lmops_operator.planning.names import service_name
+from lmops_operator.names import service_name
 from lmops_operator.quality_gate import RouterEvaluator
 from lmops_operator.settings import Settings, SettingsError
 from lmops_runtime.config import HTTP_PORT

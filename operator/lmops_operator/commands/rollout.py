@@ -17,7 +17,7 @@ from typing import Any
 
 from lmops_operator.api import LanguageModelSpec, LanguageModelStatus, ModelSpec
 from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, request_patch
-from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL
+from lmops_operator.names import MODEL_LABEL, REVISION_LABEL
 
 EXIT_FAILED = 1
 WATCH_PERIOD_S = 2.0

@@ -40,8 +40,8 @@ from lmops_operator.k8s.resources import (
     resource_of,
 )
 from lmops_operator.metrics_source import MetricsSource
+from lmops_operator.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
 from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
 from lmops_operator.planning.plan import (
     BrokenChildren,
     Observed,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary, load_language_model
+from lmops_operator.api.annotations import Controls
 from lmops_operator.api.models import QualityGateResult
 from lmops_operator.local import state as store
 from lmops_operator.metrics_source import read_router_stats
@@ -30,7 +31,7 @@ from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.plan import kept_revisions, number_revision, phase_events, settle_status
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
-from lmops_operator.planning.traffic import Controls, Event, TrafficDecision, TrafficInput, decide_traffic
+from lmops_operator.planning.traffic import Event, TrafficDecision, TrafficInput, decide_traffic
 from lmops_operator.quality_gate import Evaluator, RouterEvaluator, run_gate_if_due
 from lmops_runtime import config as contract
 from lmops_runtime import local as runtime_local

@@ -15,24 +15,24 @@ from typing import Any
 import yaml
 
 from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary
+from lmops_operator.api.annotations import Controls
 from lmops_operator.api.models import QualityGateResult
 from lmops_operator.builders.controllerrevision import build_controller_revision
 from lmops_operator.builders.networkpolicy import build_network_policy
 from lmops_operator.builders.pdb import build_pdb
 from lmops_operator.builders.rayservice import build_ray_service, live_image, runtime_image
 from lmops_operator.builders.service import build_service
-from lmops_operator.planning import status as st
-from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.names import (
+from lmops_operator.names import (
     REVISION_LABEL,
     controller_revision_name,
     endpoint,
 )
+from lmops_operator.planning import status as st
+from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
 from lmops_operator.planning.standby import plan_standby
 from lmops_operator.planning.traffic import (
-    Controls,
     Event,
     RevisionHealth,
     TrafficDecision,
