@@ -20,7 +20,6 @@ ROUTER_IMPORT_PATH = "lmops_runtime.app:build_router"
 ROUTER_DEPLOYMENT = "Router"
 SERVER_IMPORT_PATH = "lmops_runtime.app:build_server"
 SERVER_DEPLOYMENT = "ModelServer"
-HTTP_PORT = 8000
 PVC_MOUNT_ROOT = "/mnt/models"
 
 Task = Literal["generate", "classify", "embed"]

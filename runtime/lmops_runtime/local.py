@@ -32,6 +32,7 @@ from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from lmops_runtime import config as contract
+from lmops_runtime.contract import HTTP_PORT
 from lmops_runtime.router import stats_actor
 
 STATE_FILE = "local-ray.json"
@@ -182,7 +183,7 @@ def validate(document: dict[str, Any]) -> ServeDeploySchema:
     return schema
 
 
-def deploy(document: dict[str, Any], http_port: int = contract.HTTP_PORT, host: str = "127.0.0.1") -> int:
+def deploy(document: dict[str, Any], http_port: int = HTTP_PORT, host: str = "127.0.0.1") -> int:
     """Deploy a serve config document; returns the HTTP port Serve listens on.
 
     ``http_port``/``host`` fill the document's ``http_options`` when it names none. Serve keeps the HTTP

@@ -22,8 +22,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from lmops_operator.api.models import QualityGateSpec
-from lmops_operator.quality_gate import REVISION_HEADER, RouterEvaluator, evaluate_gate, parse_eval_set
+from lmops_operator.quality_gate import RouterEvaluator, evaluate_gate, parse_eval_set
 from lmops_runtime.config import RouterConfig
+from lmops_runtime.contract import REVISION_HEADER
 from testkit.models import copy_tokenizer
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed

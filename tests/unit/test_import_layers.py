@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("lmops_operator.names",),
     ("lmops_operator.builders",),
     ("lmops_operator.planning",),
+    ("lmops_operator.router_client",),
     ("lmops_operator.metrics_source", "lmops_operator.quality_gate"),
     ("lmops_operator.k8s", "lmops_operator.local"),
     ("lmops_operator.handlers",),

@@ -33,6 +33,7 @@ from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.serve_config import build_serve_config
 from lmops_operator.planning.traffic import Event, TrafficDecision, TrafficInput, decide_traffic
 from lmops_operator.quality_gate import Evaluator, RouterEvaluator, run_gate_if_due
+from lmops_operator.router_client import read_weights, stats_url
 from lmops_runtime import config as contract
 from lmops_runtime import local as runtime_local
 
@@ -126,7 +127,7 @@ class LocalReconciler:
     deploy: Callable[..., int] = runtime_local.deploy
     serve_apps: Callable[[], dict[str, Any]] = _serve_apps
     read_stats: Callable[[str], MetricsSnapshot | None] = read_router_stats
-    router_weights: Callable[[str], dict[str, int] | None] = field(default=lambda url: _stats_weights(url))
+    router_weights: Callable[[str], dict[str, int] | None] = read_weights
     # The quality gate's evaluator; None means the local Router, pinned per revision, as in a cluster.
     evaluator: Evaluator | None = None
     now: Callable[[], datetime] = utcnow
@@ -185,7 +186,7 @@ class LocalReconciler:
         health = st.revision_health(view, sorted(deployed))
         metrics = None
         if view.ready:
-            metrics = self.read_stats(f"http://{state.host}:{state.http_port}/stats")
+            metrics = self.read_stats(stats_url(f"http://{state.host}:{state.http_port}"))
         quality = self._quality_gate(lm, state, previous, target)
 
         decision = decide_traffic(
@@ -305,7 +306,7 @@ class LocalReconciler:
 
     def _wait_router_weights(self, state: store.LocalState, weights: Mapping[str, int]) -> None:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        url = f"http://{state.host}:{state.http_port}/stats"
+        url = stats_url(f"http://{state.host}:{state.http_port}")
         while time.monotonic() < deadline:
             body = self.router_weights(url)
             if body is not None and body == dict(weights):
@@ -326,15 +327,3 @@ class LocalReconciler:
 def _revisions_of(apps: list[str]) -> list[str]:
     prefix = contract.server_app_name("")
     return [name.removeprefix(prefix) for name in apps if name.startswith(prefix)]
-
-
-def _stats_weights(url: str) -> dict[str, int] | None:
-    import httpx
-
-    try:
-        response = httpx.get(url, timeout=2.0)
-        response.raise_for_status()
-        weights = response.json().get("weights")
-        return {str(k): int(v) for k, v in weights.items()} if isinstance(weights, dict) else None
-    except (httpx.HTTPError, ValueError):
-        return None

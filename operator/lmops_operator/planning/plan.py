@@ -40,7 +40,8 @@ from lmops_operator.planning.traffic import (
     decide_traffic,
 )
 from lmops_operator.settings import Settings
-from lmops_runtime.config import HTTP_PORT, SERVER_IMPORT_PATH
+from lmops_runtime.config import SERVER_IMPORT_PATH
+from lmops_runtime.contract import HTTP_PORT
 
 REVISION_PREFIX = "rev-"
 
