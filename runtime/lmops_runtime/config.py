@@ -79,6 +79,14 @@ class BatchingConfig(_Strict):
     batch_wait_timeout_s: float = 0.01
 
 
+class ReplicaResources(_Strict):
+    """What one model replica reserves (its pod's requests in a cluster; Ray actor resources)."""
+
+    cpu: str
+    memory: str
+    gpus: int = 0
+
+
 class ServerArgs(_Strict):
     """The ``args`` of one revision's Serve application."""
 

@@ -31,20 +31,33 @@ Spec layout (camelCase on the wire, snake_case in Python)::
                              rollout (step, checks, baseline counters, qualityGate result), lastAnalysis,
                              rayServiceName, clusterUpgrade
 
-Descriptions become ``kubectl explain`` text. Cross-field rules are CEL ``x-kubernetes-validations`` attached
-through ``json_schema_extra`` (see ``_cel``) and mirrored by pydantic validators, so local mode (no API
-server) rejects what the API server rejects. Defaults here equal the CRD's defaults: an object read from the
-API server and one parsed from a file in local mode mean the same thing.
+Descriptions become ``kubectl explain`` text, each field's change cost (``api.changes``) appended. Each
+cross-field rule is written once (``api.rules``) and becomes both a CEL ``x-kubernetes-validations`` entry
+and a pydantic check, so local mode (no API server) rejects what the API server rejects. Defaults here equal
+the CRD's defaults: an object read from the API server and one parsed from a file in local mode mean the
+same thing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from itertools import pairwise
-from typing import Annotated, Any, Literal
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from lmops_operator.api.changes import Change, cost
+from lmops_operator.api.rules import (
+    Rule,
+    cel_schema,
+    check,
+    field,
+    has,
+    if_then_else,
+    only_if,
+    strictly_increasing,
+)
 
 GROUP = "lmops.io"
 VERSION = "v1alpha1"
@@ -100,17 +113,6 @@ HOST_PORT_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?:[0-9]{1,5}$"
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
-def _cel(*rules: tuple[str, str, str | None]) -> dict[str, Any]:
-    """CEL rules as ``json_schema_extra``: (rule, message, fieldPath or None)."""
-    out: list[dict[str, str]] = []
-    for rule, message, path in rules:
-        item = {"rule": rule, "message": message}
-        if path is not None:
-            item["fieldPath"] = path
-        out.append(item)
-    return {"x-kubernetes-validations": out}
-
-
 def _object_default(model: type[BaseModel]) -> dict[str, Any]:
     """Schema extra for a defaulted sub-object: the model's own defaults, written out in full.
 
@@ -120,15 +122,33 @@ def _object_default(model: type[BaseModel]) -> dict[str, Any]:
     return {"default": model().model_dump(mode="json", by_alias=True, exclude_none=True)}
 
 
+def _rules_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """A model's ``rules`` as the CEL ``x-kubernetes-validations`` of its schema node."""
+    rules: tuple[Rule, ...] = getattr(model, "rules", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [rule.to_cel() for rule in rules]
+
+
 class _ApiModel(BaseModel):
-    """Base of every API model: camelCase aliases, unknown fields rejected (like fieldValidation=Strict)."""
+    """Base of every API model: camelCase aliases, unknown fields rejected (like fieldValidation=Strict).
+
+    A model's cross-field ``rules`` (``api.rules``) become both its CEL validations in the CRD and the
+    pydantic check below, so local mode rejects exactly what the API server rejects.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
         validate_assignment=True,
+        json_schema_extra=_rules_schema,
     )
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Any:
+        check(type(self).rules, self)
+        return self
 
 
 class SecretKeyRef(_ApiModel):
@@ -159,36 +179,31 @@ class ConfigMapKeyRef(_ApiModel):
 class GenerationSpec(_ApiModel):
     """Generation defaults for task generate; a request's own parameters override them."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "!has(self.numBeams) || self.strategy == 'beam'",
-                "numBeams is only allowed with strategy beam",
-                ".numBeams",
-            ),
-            (
-                "!has(self.topK) || self.strategy == 'sample'",
-                "topK is only allowed with strategy sample",
-                ".topK",
-            ),
-            (
-                "!has(self.topP) || self.strategy == 'sample'",
-                "topP is only allowed with strategy sample",
-                ".topP",
-            ),
-        )
+    rules = (
+        only_if("numBeams", field("strategy").eq("beam"), "numBeams is only allowed with strategy beam"),
+        only_if("topK", field("strategy").eq("sample"), "topK is only allowed with strategy sample"),
+        only_if("topP", field("strategy").eq("sample"), "topP is only allowed with strategy sample"),
     )
 
     strategy: Strategy = Field(
         "greedy",
         description="Decoding strategy: greedy (argmax), sample (temperature, top-k, nucleus) or beam "
         "search.",
+        json_schema_extra=cost(Change.REVISION, "model.generation.strategy"),
     )
     temperature: float = Field(
-        1.0, gt=0, le=10, description="Softmax temperature for strategy sample; lower is more deterministic."
+        1.0,
+        gt=0,
+        le=10,
+        description="Softmax temperature for strategy sample; lower is more deterministic.",
+        json_schema_extra=cost(Change.REVISION, "model.generation.temperature"),
     )
     top_k: int | None = Field(
-        None, ge=1, le=10000, description="Sample only from the k most likely tokens (strategy sample)."
+        None,
+        ge=1,
+        le=10000,
+        description="Sample only from the k most likely tokens (strategy sample).",
+        json_schema_extra=cost(Change.REVISION, "model.generation.top_k"),
     )
     top_p: float | None = Field(
         None,
@@ -196,47 +211,43 @@ class GenerationSpec(_ApiModel):
         le=1,
         description="Nucleus sampling: sample from the smallest token set whose probability reaches topP "
         "(strategy sample).",
+        json_schema_extra=cost(Change.REVISION, "model.generation.top_p"),
     )
-    num_beams: int | None = Field(None, ge=2, le=16, description="Beams for strategy beam; 4 when unset.")
+    num_beams: int | None = Field(
+        None,
+        ge=2,
+        le=16,
+        description="Beams for strategy beam; 4 when unset.",
+        json_schema_extra=cost(Change.REVISION, "model.generation.num_beams"),
+    )
     max_new_tokens: int = Field(
         128,
         ge=1,
         le=32768,
         description="Tokens generated when a request does not say; must not exceed serving.maxTokens.",
+        json_schema_extra=cost(Change.REVISION, "model.generation.max_new_tokens"),
     )
-
-    @model_validator(mode="after")
-    def _strategy_knobs(self) -> GenerationSpec:
-        if self.num_beams is not None and self.strategy != "beam":
-            raise ValueError("numBeams is only allowed with strategy beam")
-        if self.top_k is not None and self.strategy != "sample":
-            raise ValueError("topK is only allowed with strategy sample")
-        if self.top_p is not None and self.strategy != "sample":
-            raise ValueError("topP is only allowed with strategy sample")
-        return self
 
 
 class ModelSpec(_ApiModel):
     """What to serve. Any change here makes a new revision, rolled out per spec.rollout."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "self.task != 'classify' || has(self.labels)",
-                "labels are required when task is classify",
-                ".labels",
-            ),
-            (
-                "self.task == 'classify' || !has(self.labels)",
-                "labels are only allowed when task is classify",
-                ".labels",
-            ),
-            (
-                "self.quantization != 'int8' || self.dtype in ['auto', 'float32']",
-                "int8 dynamic quantization needs dtype auto or float32",
-                ".quantization",
-            ),
-        )
+    rules = (
+        Rule(
+            field("task").ne("classify") | has(field("labels")),
+            "labels are required when task is classify",
+            ".labels",
+        ),
+        Rule(
+            field("task").eq("classify") | ~has(field("labels")),
+            "labels are only allowed when task is classify",
+            ".labels",
+        ),
+        Rule(
+            field("quantization").ne("int8") | field("dtype").is_in(["auto", "float32"]),
+            "int8 dynamic quantization needs dtype auto or float32",
+            ".quantization",
+        ),
     )
 
     source: str = Field(
@@ -245,6 +256,7 @@ class ModelSpec(_ApiModel):
         description="Where the weights come from: hf://org/name (Hugging Face Hub), s3://bucket/prefix, "
         "pvc://claim/path (a PersistentVolumeClaim mounted read-only), file:///absolute/path (on the node "
         "or in the image), or builtin://tiny (a tiny random-weight model for demos and tests).",
+        json_schema_extra=cost(Change.REVISION, "model.source"),
     )
     revision: str | None = Field(
         None,
@@ -252,30 +264,37 @@ class ModelSpec(_ApiModel):
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
         description="Pinned revision of the weights: a Hugging Face commit, tag or branch, or a version "
-        "label for other sources. Changing it rolls out a new revision.",
+        "label for other sources.",
+        json_schema_extra=cost(Change.REVISION, "model.revision"),
     )
     task: Task = Field(
         "generate",
         description="generate: text generation (/v1/completions, /v1/chat/completions); classify: sequence "
         "classification (/predict); embed: sentence embeddings (/v1/embeddings, /embed).",
+        json_schema_extra=cost(Change.REVISION, "model.task"),
     )
     dtype: DType = Field(
-        "auto", description="Weight dtype; auto picks bfloat16 on GPUs that support it and float32 on CPU."
+        "auto",
+        description="Weight dtype; auto picks bfloat16 on GPUs that support it and float32 on CPU.",
+        json_schema_extra=cost(Change.REVISION, "model.dtype"),
     )
     quantization: Quantization = Field(
         "none",
         description="none, or int8: dynamic int8 quantization of linear layers (CPU replicas only).",
+        json_schema_extra=cost(Change.REVISION, "model.quantization"),
     )
     max_sequence_length: int | None = Field(
         None,
         ge=1,
         le=1048576,
         description="Longest prompt plus generated tokens accepted; defaults to the model's own limit.",
+        json_schema_extra=cost(Change.REVISION, "model.max_sequence_length"),
     )
     trust_remote_code: bool = Field(
         False,
         description="Run Python code shipped with the model. Off unless set; the operator can forbid it "
         "cluster-wide.",
+        json_schema_extra=cost(Change.REVISION, "model.trust_remote_code"),
     )
     labels: list[Label] | None = Field(
         None,
@@ -283,7 +302,7 @@ class ModelSpec(_ApiModel):
         max_length=1000,
         description="Class names in the order of the classifier's outputs; required for task classify "
         "and only allowed there.",
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+        json_schema_extra=cost(Change.REVISION, "model.labels", extra={"x-kubernetes-list-type": "set"}),
     )
     generation: GenerationSpec = Field(
         default_factory=GenerationSpec,
@@ -291,17 +310,13 @@ class ModelSpec(_ApiModel):
         json_schema_extra=_object_default(GenerationSpec),
     )
 
-    @model_validator(mode="after")
-    def _task_rules(self) -> ModelSpec:
-        if self.task == "classify" and self.labels is None:
-            raise ValueError("labels are required when task is classify")
-        if self.task != "classify" and self.labels is not None:
-            raise ValueError("labels are only allowed when task is classify")
-        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str] | None) -> list[str] | None:
+        """The CRD says the same with x-kubernetes-list-type: set."""
+        if labels is not None and len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
-        if self.quantization == "int8" and self.dtype not in ("auto", "float32"):
-            raise ValueError("int8 dynamic quantization needs dtype auto or float32")
-        return self
+        return labels
 
 
 # ------------------------------------------------------------------------------------------- runtime
@@ -310,19 +325,17 @@ class ModelSpec(_ApiModel):
 class Toleration(_ApiModel):
     """A core/v1 Toleration, copied onto the Ray worker pods."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
-                "value must be empty when operator is Exists",
-                ".value",
-            ),
-            (
-                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
-                "tolerationSeconds is only allowed with effect NoExecute",
-                ".tolerationSeconds",
-            ),
-        )
+    rules = (
+        Rule(
+            ~has(field("operator")) | field("operator").ne("Exists") | ~has(field("value")),
+            "value must be empty when operator is Exists",
+            ".value",
+        ),
+        only_if(
+            "tolerationSeconds",
+            has(field("effect")) & field("effect").eq("NoExecute"),
+            "tolerationSeconds is only allowed with effect NoExecute",
+        ),
     )
 
     key: str | None = Field(
@@ -337,14 +350,6 @@ class Toleration(_ApiModel):
         None, ge=0, description="How long a NoExecute taint is tolerated before eviction."
     )
 
-    @model_validator(mode="after")
-    def _operator_rules(self) -> Toleration:
-        if self.operator == "Exists" and self.value is not None:
-            raise ValueError("value must be empty when operator is Exists")
-        if self.toleration_seconds is not None and self.effect != "NoExecute":
-            raise ValueError("tolerationSeconds is only allowed with effect NoExecute")
-        return self
-
 
 class HeadSpec(_ApiModel):
     """Resources of the Ray head pod (GCS, dashboard, Serve controller; no model replicas)."""
@@ -356,25 +361,29 @@ class HeadSpec(_ApiModel):
 class RuntimeSpec(_ApiModel):
     """Where and on what model replicas run: one Ray worker pod per replica."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            ("!has(self.gpuType) || self.gpus > 0", "gpuType needs gpus > 0", ".gpuType"),
-        )
-    )
+    rules = (only_if("gpuType", field("gpus").gt(0), "gpuType needs gpus > 0"),)
 
     image: str | None = Field(
         None,
         min_length=1,
         max_length=512,
         description="Runtime image for the Ray head and workers; the operator's default image when unset. "
-        "Changing it needs a new Ray cluster (a KubeRay cluster upgrade), reported in status.clusterUpgrade.",
+        "A new image is reported in status.clusterUpgrade while KubeRay moves to a new cluster.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
-    gpus: int = Field(1, ge=0, le=16, description="GPUs per replica; 0 runs the replica on CPU.")
+    gpus: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="GPUs per replica; 0 runs the replica on CPU.",
+        json_schema_extra=cost(Change.REVISION, "resources.gpus"),
+    )
     gpu_resource_name: str = Field(
         "nvidia.com/gpu",
         max_length=253,
         pattern=RESOURCE_NAME_PATTERN,
         description="Extended resource name that GPUs are requested under.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     gpu_type: str | None = Field(
         None,
@@ -382,33 +391,36 @@ class RuntimeSpec(_ApiModel):
         max_length=63,
         description="GPU model to schedule on, matched as the node label nvidia.com/gpu.product "
         "(for example NVIDIA-H100-80GB-HBM3).",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     node_selector: dict[str, str] | None = Field(
-        None, description="Extra node labels the worker pods must match."
+        None,
+        description="Extra node labels the worker pods must match.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     tolerations: list[Toleration] | None = Field(
         None,
         max_length=32,
         description="Tolerations of the worker pods (for example for tainted GPU nodes).",
-        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+        json_schema_extra=cost(Change.CLUSTER, extra={"x-kubernetes-list-type": "atomic"}),
     )
     cpu: str = Field(
-        "2", pattern=QUANTITY_PATTERN, description="CPU request and limit per replica (a quantity)."
+        "2",
+        pattern=QUANTITY_PATTERN,
+        description="CPU request and limit per replica (a quantity).",
+        json_schema_extra=cost(Change.REVISION, "resources.cpu"),
     )
     memory: str = Field(
-        "8Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit per replica (a quantity)."
+        "8Gi",
+        pattern=QUANTITY_PATTERN,
+        description="Memory request and limit per replica (a quantity).",
+        json_schema_extra=cost(Change.REVISION, "resources.memory"),
     )
     head: HeadSpec = Field(
         default_factory=HeadSpec,
         description="Ray head pod resources.",
-        json_schema_extra=_object_default(HeadSpec),
+        json_schema_extra=cost(Change.CLUSTER, extra=_object_default(HeadSpec)),
     )
-
-    @model_validator(mode="after")
-    def _gpu_type_needs_gpus(self) -> RuntimeSpec:
-        if self.gpu_type is not None and self.gpus == 0:
-            raise ValueError("gpuType needs gpus > 0")
-        return self
 
 
 # ------------------------------------------------------------------------------------------- serving
@@ -417,44 +429,68 @@ class RuntimeSpec(_ApiModel):
 class ServingSpec(_ApiModel):
     """Request handling: batching, concurrency, limits, authentication and rate limits."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "!has(self.rateLimitPerMinute) || has(self.apiKeySecretRef)",
-                "rateLimitPerMinute counts requests per API key and needs apiKeySecretRef",
-                ".rateLimitPerMinute",
-            ),
-        )
+    rules = (
+        only_if(
+            "rateLimitPerMinute",
+            has(field("apiKeySecretRef")),
+            "rateLimitPerMinute counts requests per API key and needs apiKeySecretRef",
+        ),
     )
 
     max_batch_size: int = Field(
-        8, ge=1, le=256, description="Most requests a replica runs in one forward pass (continuous batching)."
+        8,
+        ge=1,
+        le=256,
+        description="Most requests a replica runs in one forward pass (continuous batching).",
+        json_schema_extra=cost(Change.REVISION, "batching.max_batch_size"),
     )
     batch_wait_timeout_milliseconds: int = Field(
-        10, ge=0, le=10000, description="How long a replica waits to fill a batch before running it."
+        10,
+        ge=0,
+        le=10000,
+        description="How long a replica waits to fill a batch before running it.",
+        json_schema_extra=cost(Change.REVISION, "batching.batch_wait_timeout_s", per=1000),
     )
     max_ongoing_requests: int = Field(
-        32, ge=1, le=10000, description="Requests a replica accepts at once; more wait in the Router."
+        32,
+        ge=1,
+        le=10000,
+        description="Requests a replica accepts at once; more wait in the Router.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     max_request_bytes: int = Field(
-        1000000, ge=1024, le=104857600, description="Largest request body accepted, in bytes (413 above)."
+        1000000,
+        ge=1024,
+        le=104857600,
+        description="Largest request body accepted, in bytes (413 above).",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     max_tokens: int = Field(
-        4096, ge=1, le=1048576, description="Largest max_tokens a request may ask for (400 above)."
+        4096,
+        ge=1,
+        le=1048576,
+        description="Largest max_tokens a request may ask for (400 above).",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     api_key_secret_ref: SecretKeyRef | None = Field(
         None,
         description="Secret key holding the accepted API keys, one per line; requests must send one as "
         "'Authorization: Bearer <key>'. Unset: no authentication.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     rate_limit_per_minute: int | None = Field(
-        None, ge=1, le=1000000, description="Requests per minute allowed per API key (429 above)."
+        None,
+        ge=1,
+        le=1000000,
+        description="Requests per minute allowed per API key (429 above).",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     sticky_session_header: str | None = Field(
         None,
         max_length=64,
         pattern=HEADER_PATTERN,
         description="Request header whose value pins a client to one revision during a canary.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     stream_interval_milliseconds: int = Field(
         50,
@@ -462,13 +498,8 @@ class ServingSpec(_ApiModel):
         le=1000,
         description="Streamed tokens produced within this window go out as one chunk, so a fast model does "
         "not pay a Ray Serve message per token; the first token is never held. 0 sends every token alone.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
-
-    @model_validator(mode="after")
-    def _rate_limit_needs_keys(self) -> ServingSpec:
-        if self.rate_limit_per_minute is not None and self.api_key_secret_ref is None:
-            raise ValueError("rateLimitPerMinute counts requests per API key and needs apiKeySecretRef")
-        return self
 
 
 # --------------------------------------------------------------------------------------- autoscaling
@@ -477,41 +508,56 @@ class ServingSpec(_ApiModel):
 class AutoscalingSpec(_ApiModel):
     """Replica autoscaling by Ray Serve; the Ray autoscaler adds and removes worker pods to match."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "self.minReplicas <= self.maxReplicas",
-                "minReplicas must not exceed maxReplicas",
-                ".minReplicas",
-            ),
-        )
+    rules = (
+        Rule(
+            field("minReplicas").le(field("maxReplicas")),
+            "minReplicas must not exceed maxReplicas",
+            ".minReplicas",
+        ),
     )
 
     min_replicas: int = Field(
-        1, ge=0, le=1000, description="Fewest replicas per revision; 0 scales to zero when idle."
+        1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas per revision; 0 scales to zero when idle.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
-    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas per revision.")
+    max_replicas: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Most replicas per revision.",
+        json_schema_extra=cost(Change.RECONFIGURE),
+    )
     target_ongoing_requests: float = Field(
-        4.0, gt=0, le=10000, description="Ongoing requests per replica that autoscaling aims for."
+        4.0,
+        gt=0,
+        le=10000,
+        description="Ongoing requests per replica that autoscaling aims for.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     upscale_delay_seconds: int = Field(
-        30, ge=0, le=3600, description="How long load must stay high before adding replicas."
+        30,
+        ge=0,
+        le=3600,
+        description="How long load must stay high before adding replicas.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     downscale_delay_seconds: int = Field(
-        600, ge=0, le=86400, description="How long load must stay low before removing replicas."
+        600,
+        ge=0,
+        le=86400,
+        description="How long load must stay low before removing replicas.",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
     scale_from_zero_timeout_seconds: int = Field(
         120,
         ge=1,
         le=3600,
         description="How long the Router holds a request while a revision scaled to zero starts (503 after).",
+        json_schema_extra=cost(Change.RECONFIGURE),
     )
-
-    @model_validator(mode="after")
-    def _min_le_max(self) -> AutoscalingSpec:
-        if self.min_replicas > self.max_replicas:
-            raise ValueError("minReplicas must not exceed maxReplicas")
-        return self
 
 
 # ------------------------------------------------------------------------------------------- rollout
@@ -524,6 +570,9 @@ class CanaryStep(_ApiModel):
     pause_seconds: int = Field(
         60, ge=0, le=86400, description="How long the step lasts before the next analysis decides."
     )
+
+
+STEPS_INCREASE = Rule(strictly_increasing("weight"), "steps[].weight must be strictly increasing")
 
 
 def _default_steps() -> list[CanaryStep]:
@@ -584,6 +633,7 @@ class RolloutSpec(_ApiModel):
         "Canary",
         description="Canary: shift traffic in steps gated by analysis; Immediate: switch all traffic once "
         "the new revision is ready.",
+        json_schema_extra=cost(Change.POLICY),
     )
     steps: list[CanaryStep] = Field(
         default_factory=_default_steps,
@@ -591,42 +641,44 @@ class RolloutSpec(_ApiModel):
         max_length=20,
         description="Canary steps with strictly increasing weights; after the last step passes, the canary "
         "takes all traffic. Ignored for strategy Immediate.",
-        json_schema_extra={
-            "x-kubernetes-list-type": "atomic",
-            "default": [step.model_dump(mode="json", by_alias=True) for step in _default_steps()],
-            **_cel(
-                (
-                    "self.all(a, self.exists_one(b, b.weight == a.weight)) && "
-                    "self.map(s, s.weight).isSorted()",
-                    "steps[].weight must be strictly increasing",
-                    None,
-                ),
-            ),
-        },
+        json_schema_extra=cost(
+            Change.POLICY,
+            extra={
+                "x-kubernetes-list-type": "atomic",
+                "default": [step.model_dump(mode="json", by_alias=True) for step in _default_steps()],
+                **cel_schema([STEPS_INCREASE]),
+            },
+        ),
     )
     analysis: AnalysisSpec = Field(
         default_factory=AnalysisSpec,
         description="Canary analysis thresholds.",
-        json_schema_extra=_object_default(AnalysisSpec),
+        json_schema_extra=cost(Change.POLICY, extra=_object_default(AnalysisSpec)),
     )
     auto_rollback: bool = Field(
         True,
         description="On a failed analysis, send all traffic back to the stable revision; when false the "
         "rollout pauses instead (condition RolloutPaused).",
+        json_schema_extra=cost(Change.POLICY),
     )
     revision_history_limit: int = Field(
-        10, ge=1, le=100, description="Revisions kept for rollback; older ones are garbage-collected."
+        10,
+        ge=1,
+        le=100,
+        description="Revisions kept for rollback; older ones are garbage-collected.",
+        json_schema_extra=cost(Change.POLICY),
     )
     quality_gate: QualityGateSpec | None = Field(
-        None, description="Offline quality check of a new revision before its first canary step."
+        None,
+        description="Offline quality check of a new revision before its first canary step.",
+        json_schema_extra=cost(Change.POLICY),
     )
 
-    @model_validator(mode="after")
-    def _steps_increase(self) -> RolloutSpec:
-        weights = [step.weight for step in self.steps]
-        if any(a >= b for a, b in pairwise(weights)):
-            raise ValueError("steps[].weight must be strictly increasing")
-        return self
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        check([STEPS_INCREASE], steps)
+        return steps
 
 
 # ------------------------------------------------------------------------------------------ failover
@@ -644,28 +696,31 @@ class GcsFaultToleranceSpec(_ApiModel):
 class StandbySpec(_ApiModel):
     """A second Ray cluster in another zone behind the same Service, switched to when the primary fails."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            ("!self.enabled || has(self.zone)", "zone is required when standby is enabled", ".zone"),
-        )
+    rules = (
+        Rule(
+            ~field("enabled").truthy() | has(field("zone")),
+            "zone is required when standby is enabled",
+            ".zone",
+        ),
     )
 
-    enabled: bool = Field(False, description="Run the standby cluster.")
+    enabled: bool = Field(
+        False, description="Run the standby cluster.", json_schema_extra=cost(Change.CLUSTER)
+    )
     zone: str | None = Field(
         None,
         min_length=1,
         max_length=63,
         description="Zone of the standby (node label topology.kubernetes.io/zone); the primary avoids it.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     switch_after_seconds: int = Field(
-        60, ge=1, le=3600, description="How long the primary must be unready before traffic switches."
+        60,
+        ge=1,
+        le=3600,
+        description="How long the primary must be unready before traffic switches.",
+        json_schema_extra=cost(Change.POLICY),
     )
-
-    @model_validator(mode="after")
-    def _zone_when_enabled(self) -> StandbySpec:
-        if self.enabled and self.zone is None:
-            raise ValueError("zone is required when standby is enabled")
-        return self
 
 
 class FailoverSpec(_ApiModel):
@@ -675,9 +730,12 @@ class FailoverSpec(_ApiModel):
         False,
         description="After a promotion keep the previous revision running at weight 0; it takes traffic "
         "at once if the new stable revision turns unhealthy.",
+        json_schema_extra=cost(Change.POLICY),
     )
     gcs_fault_tolerance: GcsFaultToleranceSpec | None = Field(
-        None, description="Keep Ray's GCS state in Redis so a head restart does not kill the workers."
+        None,
+        description="Keep Ray's GCS state in Redis so a head restart does not kill the workers.",
+        json_schema_extra=cost(Change.CLUSTER),
     )
     standby: StandbySpec | None = Field(None, description="A standby cluster in another zone.")
 
@@ -688,31 +746,32 @@ class FailoverSpec(_ApiModel):
 class LanguageModelSpec(_ApiModel):
     """Desired state of a LanguageModel."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                "self.model.generation.maxNewTokens <= self.serving.maxTokens",
-                "model.generation.maxNewTokens must not exceed serving.maxTokens",
-                ".model.generation.maxNewTokens",
+    rules = (
+        Rule(
+            field("model.generation.maxNewTokens").le(field("serving.maxTokens")),
+            "model.generation.maxNewTokens must not exceed serving.maxTokens",
+            ".model.generation.maxNewTokens",
+        ),
+        Rule(
+            field("autoscaling.targetOngoingRequests").le(field("serving.maxOngoingRequests").as_double()),
+            "autoscaling.targetOngoingRequests must not exceed serving.maxOngoingRequests",
+            ".autoscaling.targetOngoingRequests",
+        ),
+        Rule(
+            field("model.quantization").ne("int8") | field("runtime.gpus").eq(0),
+            "int8 dynamic quantization runs on CPU only: set runtime.gpus to 0",
+            ".model.quantization",
+        ),
+        Rule(
+            ~has(field("rollout.qualityGate"))
+            | if_then_else(
+                field("rollout.qualityGate.metric").eq("accuracy"),
+                field("model.task").eq("classify"),
+                field("model.task").eq("generate"),
             ),
-            (
-                "self.autoscaling.targetOngoingRequests <= double(self.serving.maxOngoingRequests)",
-                "autoscaling.targetOngoingRequests must not exceed serving.maxOngoingRequests",
-                ".autoscaling.targetOngoingRequests",
-            ),
-            (
-                "self.model.quantization != 'int8' || self.runtime.gpus == 0",
-                "int8 dynamic quantization runs on CPU only: set runtime.gpus to 0",
-                ".model.quantization",
-            ),
-            (
-                "!has(self.rollout.qualityGate) || "
-                "(self.rollout.qualityGate.metric == 'accuracy' ? self.model.task == 'classify' "
-                ": self.model.task == 'generate')",
-                "qualityGate metric accuracy needs task classify; perplexity needs task generate",
-                ".rollout.qualityGate.metric",
-            ),
-        )
+            "qualityGate metric accuracy needs task classify; perplexity needs task generate",
+            ".rollout.qualityGate.metric",
+        ),
     )
 
     model: ModelSpec = Field(description="The model to serve; a change rolls out a new revision.")
@@ -741,23 +800,6 @@ class LanguageModelSpec(_ApiModel):
         description="Warm previous revision, GCS fault tolerance and a standby cluster.",
         json_schema_extra=_object_default(FailoverSpec),
     )
-
-    @model_validator(mode="after")
-    def _cross_area(self) -> LanguageModelSpec:
-        if self.model.generation.max_new_tokens > self.serving.max_tokens:
-            raise ValueError("model.generation.maxNewTokens must not exceed serving.maxTokens")
-        if self.autoscaling.target_ongoing_requests > self.serving.max_ongoing_requests:
-            raise ValueError("autoscaling.targetOngoingRequests must not exceed serving.maxOngoingRequests")
-        if self.model.quantization == "int8" and self.runtime.gpus != 0:
-            raise ValueError("int8 dynamic quantization runs on CPU only: set runtime.gpus to 0")
-        gate = self.rollout.quality_gate
-        if gate is not None:
-            wanted = "classify" if gate.metric == "accuracy" else "generate"
-            if self.model.task != wanted:
-                raise ValueError(
-                    "qualityGate metric accuracy needs task classify; perplexity needs task generate"
-                )
-        return self
 
 
 # -------------------------------------------------------------------------------------------- status
@@ -1027,29 +1069,24 @@ class ObjectMeta(BaseModel):
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _short_name(cls, name: str) -> str:
-        if len(name) > MAX_NAME_LENGTH:
-            raise ValueError(NAME_TOO_LONG)
-        return name
+
+NAME_RULE = Rule(field("metadata.name").size().le(MAX_NAME_LENGTH), NAME_TOO_LONG)
 
 
 class LanguageModel(_ApiModel):
     """A language model served on Ray Serve by KubeRay: revisions, canary rollout, autoscaling, failover."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            (
-                f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-                NAME_TOO_LONG,
-                None,
-            ),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=cel_schema([NAME_RULE]))
 
     api_version: Literal["lmops.io/v1alpha1"] = Field("lmops.io/v1alpha1", description="lmops.io/v1alpha1.")
     kind: Literal["LanguageModel"] = Field("LanguageModel", description="LanguageModel.")
     metadata: ObjectMeta = Field(description="Standard object metadata.")
     spec: LanguageModelSpec = Field(description="Desired state.")
     status: LanguageModelStatus | None = Field(None, description="Observed state.")
+
+    @field_validator("metadata")
+    @classmethod
+    def _short_name(cls, metadata: ObjectMeta) -> ObjectMeta:
+        """NAME_RULE, checked here so that an error names metadata, as the API server's does."""
+        check([NAME_RULE], SimpleNamespace(metadata=metadata))
+        return metadata
