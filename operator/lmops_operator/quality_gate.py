@@ -20,13 +20,10 @@ from typing import Any, Protocol
 
 import httpx
 
-from lmops_operator.api.models import (
-    LanguageModelSpec,
-    LanguageModelStatus,
-    QualityGateResult,
-    QualityGateSpec,
-    QualityMetric,
-)
+from lmops_operator.api.base import QualityMetric
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.rollout_spec import QualityGateSpec
+from lmops_operator.api.status import LanguageModelStatus, QualityGateResult
 from lmops_operator.router_client import post_pinned
 
 MAX_EXAMPLES = 1000

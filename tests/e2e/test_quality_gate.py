@@ -21,7 +21,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from lmops_operator.api.models import QualityGateSpec
+from lmops_operator.api.rollout_spec import QualityGateSpec
 from lmops_operator.quality_gate import RouterEvaluator, evaluate_gate, parse_eval_set
 from lmops_runtime.config import RouterConfig
 from lmops_runtime.contract import REVISION_HEADER

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from lmops_operator.api.models import LanguageModelStatus, RolloutStatus
+from lmops_operator.api.status import LanguageModelStatus, RolloutStatus
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_runtime.contract import StatsResponse, cumulative, quantile
 from lmops_runtime.router.stats import LATENCY_BUCKETS_S, RevisionCounters, revision_stats

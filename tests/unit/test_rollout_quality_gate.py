@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from lmops_operator.api.models import QualityGateSpec
+from lmops_operator.api.rollout_spec import QualityGateSpec
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_operator.quality_gate import (
     Example,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lmops_operator.api.models import GROUP
+from lmops_operator.api.base import GROUP
 
 PROMOTE = f"{GROUP}/promote"  # skip the remaining canary steps (also forces an aborted rollout through)
 ABORT = f"{GROUP}/abort"  # send all traffic back to stable; stays aborted until the spec changes

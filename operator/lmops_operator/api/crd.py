@@ -12,17 +12,9 @@ from typing import Any
 
 import yaml
 
+from lmops_operator.api.base import CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from lmops_operator.api.changes import CHANGE_KEY, EXPLAIN, Change
-from lmops_operator.api.models import (
-    CATEGORIES,
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    LanguageModel,
-)
+from lmops_operator.api.models import LanguageModel
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"

@@ -23,7 +23,7 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary, load_language_model
 from lmops_operator.api.annotations import Controls
-from lmops_operator.api.models import QualityGateResult
+from lmops_operator.api.status import QualityGateResult
 from lmops_operator.local import state as store
 from lmops_operator.metrics_source import read_router_stats
 from lmops_operator.planning import status as st

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from lmops_operator.api.models import MetricsBaseline, RevisionCounts
+from lmops_operator.api.status import MetricsBaseline, RevisionCounts
 from lmops_runtime.contract import StatsResponse, quantile
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary
 from lmops_operator.api.annotations import Controls
-from lmops_operator.api.models import QualityGateResult
+from lmops_operator.api.status import QualityGateResult
 from lmops_operator.builders.controllerrevision import build_controller_revision
 from lmops_operator.builders.networkpolicy import build_network_policy
 from lmops_operator.builders.pdb import build_pdb

@@ -18,13 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from lmops_operator.api.annotations import Controls
-from lmops_operator.api.models import (
-    LanguageModelSpec,
-    LanguageModelStatus,
-    QualityGateResult,
-    RolloutStatus,
-    TrafficTarget,
-)
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.status import LanguageModelStatus, QualityGateResult, RolloutStatus, TrafficTarget
 from lmops_operator.planning import rollout as machine
 from lmops_operator.planning.metrics import MetricsSnapshot
 
