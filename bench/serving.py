@@ -409,18 +409,14 @@ def serve_document(
 ) -> dict[str, Any]:
     """The serve config the operator would deploy for this model's first revision, built by its planner.
 
-    A LanguageModel for the saved model goes through the operator's own first-deploy path: ``revision_data``
-    and ``revision_hash`` name the revision, ``decide_traffic`` gives it all traffic, and
-    ``build_serve_config`` writes the document KubeRay would receive as ``serveConfigV2`` (the Router
-    application ``lm`` plus ``rev-<revision>``), which local mode deploys as it is.
+    A LanguageModel for the saved model goes through the operator's own ``decide`` with an empty revision
+    store and nothing running (a first deploy): its serve config is the document KubeRay would receive as
+    ``serveConfigV2`` (the Router application ``lm`` plus ``rev-<revision>``), which local mode deploys.
     """
     from datetime import UTC, datetime
 
-    from lmops_operator.api import LanguageModelStatus, load_language_model
-    from lmops_operator.api.annotations import Controls
-    from lmops_operator.planning.revision import revision_data, revision_hash
-    from lmops_operator.planning.serve_config import build_serve_config
-    from lmops_operator.planning.traffic import TrafficInput, decide_traffic
+    from lmops_operator.api import load_language_model
+    from lmops_operator.planning.decide import ObservedState, decide
 
     lm = load_language_model(
         {
@@ -447,20 +443,7 @@ def serve_document(
             },
         }
     )
-    data = revision_data(lm.spec)
-    revision = revision_hash(data)
-    decision = decide_traffic(
-        TrafficInput(
-            spec=lm.spec,
-            status=LanguageModelStatus(),
-            target_revision=revision,
-            health={},
-            metrics=None,
-            controls=Controls(),
-            now=datetime.now(UTC),
-        )
-    )
-    return build_serve_config(lm, decision, {revision: data}, target_revision=revision)
+    return decide(lm, {}, ObservedState(now=datetime.now(UTC))).serve_config
 
 
 async def _one_request(client: Any, url: str, prompt: str, max_tokens: int) -> tuple[float, float, int]:

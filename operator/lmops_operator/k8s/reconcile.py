@@ -42,12 +42,11 @@ from lmops_operator.k8s.resources import (
 )
 from lmops_operator.metrics_source import MetricsSource
 from lmops_operator.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
+from lmops_operator.planning.decide import BrokenChildren, PolicyViolation
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.plan import (
-    BrokenChildren,
     Observed,
     Plan,
-    PolicyViolation,
     degraded_status,
     failed_status,
     plan,
