@@ -78,8 +78,8 @@ def run(quick: bool) -> Result:
     from lmops_operator.local.reconciler import LocalReconciler
     from lmops_runtime import local as runtime_local
     from lmops_runtime.tiny import save_tiny_model
-    from tests.support.load import Load
-    from tests.support.load import running_replicas as replicas
+    from testkit.load import Load
+    from testkit.load import running_replicas as replicas
 
     clients, step_s, warm_trials = (4, 40, 3) if quick else (6, 90, 5)
     info = machine_info()

@@ -1,6 +1,6 @@
 """Operator at scale, on a real control plane: N LanguageModels against N RayServices created directly.
 
-A real etcd + kube-apiserver + kube-controller-manager (``tests/support/controlplane.py``) with lmops' and
+A real etcd + kube-apiserver + kube-controller-manager (``testkit/controlplane.py``) with lmops' and
 KubeRay's CRDs. The operator is the production entry point, ``lmops operator run``, in its own process (so
 its peak memory is its own: the kernel's high-water mark, VmHWM), watching one namespace per size.
 
@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import ctypes
 import os
-import re
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -40,61 +37,24 @@ if __package__ in (None, ""):
 
 import yaml
 
+from bench.apiserver_metrics import ApiMetrics, operator_requests, wait_quiet, writes
 from bench.common import (
     REPO_ROOT,
     Result,
-    fmt,
     log,
     machine_info,
-    markdown_table,
     outputs,
     ratio,
     wait_for,
 )
+from bench.operator_scale_report import plot, render
+from testkit.process import die_with_parent
 
 GROUP, VERSION, PLURAL = "lmops.io", "v1alpha1", "languagemodels"
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
-WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"})
-# Requests the operator never makes (it touches no endpoints or leases): /metrics scrapes (resource ""), the
-# API server's own loopback writes (the ``kubernetes`` Service's endpoints, ClusterIP IPAddress objects it
-# allocates for each new Service) and the controller-manager's leases.
-IGNORED_RESOURCES = frozenset({"", "leases", "endpoints", "endpointslices", "ipaddresses"})
-QUIET_S = 4.0
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 # --- pure helpers -------------------------------------------------------------------------------------------
-
-
-def parse_request_totals(text: str) -> Counter[tuple[str, str]]:
-    """``apiserver_request_total`` summed by (verb, resource) from a Prometheus text exposition."""
-    totals: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match["labels"]))
-        totals[(labels.get("verb", ""), labels.get("resource", ""))] += int(float(match["value"]))
-    return totals
-
-
-def operator_requests(
-    before: Counter[tuple[str, str]], after: Counter[tuple[str, str]], own: Counter[tuple[str, str]]
-) -> Counter[tuple[str, str]]:
-    """Requests between two scrapes, less the benchmark's own and the resources no reconcile touches."""
-    delta: Counter[tuple[str, str]] = Counter()
-    for key in set(before) | set(after):
-        if key[1] in IGNORED_RESOURCES:
-            continue
-        count = after.get(key, 0) - before.get(key, 0) - own.get(key, 0)
-        if count > 0:
-            delta[key] = count
-    return delta
-
-
-def writes(requests: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
-    return Counter({key: n for key, n in requests.items() if key[0] in WRITE_VERBS})
 
 
 def language_model(name: str, template: dict[str, Any]) -> dict[str, Any]:
@@ -114,60 +74,7 @@ def bare_copy(obj: dict[str, Any], namespace: str) -> dict[str, Any]:
     }
 
 
-# --- the API server -----------------------------------------------------------------------------------------
-
-
-class ApiMetrics:
-    """Scrapes the API server's /metrics as the admin (client certificate)."""
-
-    def __init__(self, plane: Any) -> None:
-        self.url = f"{plane.server}/metrics"
-        self.context = ssl.create_default_context(cafile=str(plane.ca_path))
-        self.context.load_cert_chain(str(plane.admin_cert_path), str(plane.admin_key_path))
-
-    def totals(self) -> Counter[tuple[str, str]]:
-        with urllib.request.urlopen(self.url, context=self.context, timeout=30) as response:
-            return parse_request_totals(response.read().decode())
-
-    def watchers(self, resource: str) -> int:
-        """Open WATCH requests on ``resource`` (the operator has started watching when this grows)."""
-        with urllib.request.urlopen(self.url, context=self.context, timeout=30) as response:
-            text = response.read().decode()
-        total = 0
-        for line in text.splitlines():
-            if (
-                line.startswith("apiserver_longrunning_requests{")
-                and 'verb="WATCH"' in line
-                and f'resource="{resource}"' in line
-            ):
-                total += int(float(line.rsplit(" ", 1)[1]))
-        return total
-
-
-def wait_quiet(metrics: ApiMetrics, timeout_s: float) -> tuple[Counter[tuple[str, str]], bool]:
-    """Scrape until no request (ignored resources aside) came for ``QUIET_S`` s: (last scrape, whether it
-    went quiet). An operator that keeps polling idle models never goes quiet; that is reported, not hidden."""
-    last = metrics.totals()
-    quiet_since = time.monotonic()
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        time.sleep(1.0)
-        now = metrics.totals()
-        if operator_requests(last, now, Counter()):
-            quiet_since = time.monotonic()
-        last = now
-        if time.monotonic() - quiet_since >= QUIET_S:
-            return last, True
-    return last, False
-
-
 # --- the operator process -----------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel kills the operator if the benchmark dies without stopping it."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 # What ``lmops operator run`` does (settings from LMOPS_*, metrics port, OperatorRun), without the CLI's
@@ -188,7 +95,7 @@ class OperatorProcess:
     """The operator (``lmops operator run``'s code) watching one namespace, metrics on a free port."""
 
     def __init__(self, kubeconfig: Path, namespace: str, log_path: Path) -> None:
-        from tests.support.controlplane import free_port
+        from testkit.controlplane import free_port
 
         self.metrics_port = free_port()
         self.log_path = log_path
@@ -200,7 +107,7 @@ class OperatorProcess:
         command = [sys.executable, "-c", _OPERATOR_MAIN, str(kubeconfig), str(self.metrics_port)]
         self.log_file = log_path.open("ab")
         self.process = subprocess.Popen(
-            command, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            command, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
 
     def reconciles(self) -> float:
@@ -481,8 +388,8 @@ def _jsonable(counter: Counter[tuple[str, str]]) -> dict[str, int]:
 
 
 def run(sizes: list[int]) -> Result:
-    from tests.support import controlplane
-    from tests.support.controlplane import DEFAULT_BIN_DIR, ControlPlane
+    from testkit import controlplane
+    from testkit.controlplane import DEFAULT_BIN_DIR, ControlPlane
 
     # The harness's Service range is a /24 (254 ClusterIPs) and the operator gives every model a Service:
     # 100 + 500 models need more. A /16 keeps 10.0.0.1 (the API server certificate's service IP) first.
@@ -504,112 +411,6 @@ def run(sizes: list[int]) -> Result:
         plane.stop()
     markdown, notes = render(data)
     return Result("operator", "Operator at scale", info, data, markdown, [], notes)
-
-
-def render(data: dict[str, Any]) -> tuple[str, list[str]]:
-    rows = []
-    detail = []
-    notes = []
-    for key, r in data["sizes"].items():
-        floor = r["floor"]
-        rows.append(
-            [
-                key,
-                fmt(r["converge_s"]),
-                fmt(floor["create_s"]),
-                fmt(ratio(r["converge_s"], floor["create_s"]), 2),
-                fmt(r["ready_s"]),
-                fmt(r["requests_per_model"]),
-                fmt(r["requests_per_reconcile"]),
-                fmt(r["reconciles"] / int(key)),
-                f"{r['peak_rss_bytes'] / 2**20:.0f}",
-                str(r["resync_writes_total"]),
-                fmt(r["resync_s"]),
-            ]
-        )
-        detail.append(
-            [
-                key,
-                ", ".join(f"{k}: {v}" for k, v in r["requests"].items()),
-                ", ".join(f"{k}: {v}" for k, v in r["resync_requests"].items()) or "none",
-            ]
-        )
-        for flag, phase in (
-            ("went_quiet", "after the models became Ready"),
-            ("resync_went_quiet", "after the resync"),
-        ):
-            if not r.get(flag, True):
-                notes.append(f"N={key}: API requests never stopped {phase} (the operator kept polling)")
-        if r["resync_writes_total"]:
-            notes.append(
-                f"N={key}: {r['resync_writes_total']} writes during the forced resync: {r['resync_writes']}"
-            )
-    table = markdown_table(
-        [
-            "N",
-            "operator: all current s",
-            "floor: N RayServices created s",
-            "ratio",
-            "RUNNING -> all Ready s",
-            "API requests / model",
-            "API requests / reconcile",
-            "reconciles / model",
-            "operator peak RSS MiB",
-            "writes in forced resync",
-            "resync s",
-        ],
-        rows,
-    )
-    breakdown = markdown_table(
-        ["N", "operator requests while converging", "requests during the forced resync"], detail
-    )
-    body = "\n\n".join(
-        [
-            "Operator: `lmops operator run`'s code in its own process, watching one namespace, against a "
-            'real kube-apiserver + etcd + kube-controller-manager. "All current" is the time from the first '
-            "create until every LanguageModel has its RayService and `status.observedGeneration == "
-            "metadata.generation`. No KubeRay runs here: the benchmark then reports every RayService's Serve "
-            "applications RUNNING (a status patch, as KubeRay would write it) and times until every model is "
-            "Ready. The floor is one client creating the operator's N RayServices directly on the same API "
-            "server, one request each. API requests are the API server's own `apiserver_request_total`, less "
-            "the benchmark's own (its creates, status patches and watches) and less what the operator never "
-            "does (leases, endpoints, the ClusterIP addresses the API server allocates); they cover creation "
-            "through Ready. Peak RSS is the operator process's VmHWM. The forced resync is an operator "
-            "restart: every model listed and reconciled again with nothing changed.",
-            table,
-            "API requests by verb and resource:",
-            breakdown,
-        ]
-    )
-    return body + "\n", notes
-
-
-def plot(data: dict[str, Any], img_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = list(data["sizes"])
-    xs = [int(s) for s in sizes]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    ax.plot(xs, [data["sizes"][s]["converge_s"] for s in sizes], marker="o", label="operator: all N current")
-    ax.plot(
-        xs,
-        [data["sizes"][s]["floor"]["create_s"] for s in sizes],
-        marker="o",
-        label="floor: create N RayServices",
-    )
-    ax.set_xlabel("LanguageModels (N)")
-    ax.set_ylabel("seconds")
-    ax.set_title("Operator at scale vs. creating the RayServices directly")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    img_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(img_dir / "operator-scale.png", dpi=110)
-    plt.close(fig)
-    return ["img/operator-scale.png"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chart import install_operator_rbac
-from tests.support.controlplane import (
+from testkit.controlplane import (
     DEFAULT_BIN_DIR,
     KUBERAY_CRDS,
     REPO_ROOT,
     BinariesMissing,
     ControlPlane,
 )
+from tests.support.chart import install_operator_rbac
 
 # One definition of the runtime fixtures (ray_local, tiny_*_model_dir) for every tier that uses them.
 pytest_plugins = ["tests.support.runtime_fixtures"]

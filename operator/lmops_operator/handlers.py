@@ -15,7 +15,7 @@ import kopf
 
 from lmops_operator.api import GROUP, KIND, PLURAL, VERSION
 from lmops_operator.k8s.reconcile import Outcome, ReconcileContext, reconcile
-from lmops_operator.planning.names import MODEL_LABEL
+from lmops_operator.names import MODEL_LABEL
 
 log = logging.getLogger(__name__)
 TIMER_INTERVAL_S = 5.0

@@ -15,22 +15,21 @@ from typing import Any, Protocol
 import httpx
 
 from lmops_operator.api.models import LanguageModel
+from lmops_operator.names import service_name
 from lmops_operator.planning.metrics import MetricsSnapshot, RevisionMetrics
-from lmops_operator.planning.names import service_name
+from lmops_operator.router_client import TIMEOUT_S, UNREADABLE, fetch_stats, read_stats, router_url, stats_url
+from lmops_runtime.contract import HTTP_PORT
 
 log = logging.getLogger(__name__)
-ROUTER_PORT = 8000
-TIMEOUT_S = 5.0
 
 
 class MetricsSource(Protocol):
     async def read(self, lm: LanguageModel) -> MetricsSnapshot | None: ...
 
 
-def router_stats_url(lm: LanguageModel, port: int = ROUTER_PORT) -> str:
+def router_stats_url(lm: LanguageModel, port: int = HTTP_PORT) -> str:
     """The Router's stats endpoint behind the model's stable Service (the one users call)."""
-    namespace = lm.metadata.namespace or "default"
-    return f"http://{service_name(lm.metadata.name)}.{namespace}.svc:{port}/stats"
+    return stats_url(router_url(lm, port))
 
 
 class RouterStatsSource:
@@ -51,22 +50,19 @@ class RouterStatsSource:
     async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
         url = self.url_for(lm)
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport) as client:
-                response = await client.get(url, headers=self.headers)
-                response.raise_for_status()
-                return MetricsSnapshot.from_stats(response.json())
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            stats = await fetch_stats(url, self.headers, self.timeout_s, self.transport)
+            return MetricsSnapshot.from_stats(stats)
+        except UNREADABLE as exc:
             log.info("router stats unavailable at %s: %s", url, exc)
             return None
 
 
 def read_router_stats(url: str, timeout_s: float = TIMEOUT_S) -> MetricsSnapshot | None:
     """Blocking form for local mode and the CLI."""
+    stats = read_stats(url, timeout_s)
     try:
-        response = httpx.get(url, timeout=timeout_s)
-        response.raise_for_status()
-        return MetricsSnapshot.from_stats(response.json())
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None if stats is None else MetricsSnapshot.from_stats(stats)
+    except ValueError:
         return None
 
 

@@ -20,17 +20,13 @@ from typing import Any, Protocol
 
 import httpx
 
-from lmops_operator.api.models import (
-    LanguageModelSpec,
-    LanguageModelStatus,
-    QualityGateResult,
-    QualityGateSpec,
-    QualityMetric,
-)
+from lmops_operator.api.base import QualityMetric
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.rollout_spec import QualityGateSpec
+from lmops_operator.api.status import LanguageModelStatus, QualityGateResult
+from lmops_operator.router_client import post_pinned
 
 MAX_EXAMPLES = 1000
-# The Router's response header naming the revision that served a call (and the pin request header).
-REVISION_HEADER = "x-lmops-revision"
 
 
 @dataclass(frozen=True)
@@ -182,19 +178,7 @@ class RouterEvaluator:
         self.api_key = api_key
 
     def _post(self, client: httpx.Client, path: str, body: dict[str, Any], revision: str) -> Any:
-        """One pinned call; its JSON body, or RuntimeError with the Router's own error message."""
-        headers = {REVISION_HEADER: revision}
-        if self.api_key is not None:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        response = client.post(f"{self.base_url}{path}", json=body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(
-                f"{path} on revision {revision}: HTTP {response.status_code}: {_error(response)}"
-            )
-        served = response.headers.get(REVISION_HEADER)
-        if served != revision:
-            raise RuntimeError(f"the Router cannot pin revision {revision} (answered by {served})")
-        return response.json()
+        return post_pinned(client, self.base_url, path, body, revision, self.api_key)
 
     def accuracy(self, revision: str, data: Mapping[str, Any], examples: list[Example]) -> float:
         right = 0
@@ -219,11 +203,3 @@ class RouterEvaluator:
         if tokens == 0:
             raise ValueError("no text in the evaluation set has two or more tokens")
         return math.exp(-log_likelihood / tokens)
-
-
-def _error(response: httpx.Response) -> str:
-    """The message of an OpenAI-format error body, else the start of the raw body."""
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return response.text[:200]

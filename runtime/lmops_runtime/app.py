@@ -15,7 +15,7 @@ from lmops_runtime.config import RouterArgs, ServerArgs
 
 def build_router(args: dict[str, Any]) -> Application:
     """Application ``lm``: the Router ingress; its RouterConfig arrives as the deployment's user_config."""
-    from lmops_runtime.router.deployment import Router
+    from lmops_runtime.router.ingress import Router
 
     router_args = RouterArgs.model_validate(args)
     app: Application = cast(Any, Router).bind(router_args.model_dump(mode="json"))

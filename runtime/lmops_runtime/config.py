@@ -9,6 +9,8 @@ Router's ``user_config`` makes every rollout step a ``reconfigure`` call instead
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,13 +20,17 @@ ROUTER_IMPORT_PATH = "lmops_runtime.app:build_router"
 ROUTER_DEPLOYMENT = "Router"
 SERVER_IMPORT_PATH = "lmops_runtime.app:build_server"
 SERVER_DEPLOYMENT = "ModelServer"
-HTTP_PORT = 8000
 PVC_MOUNT_ROOT = "/mnt/models"
 
 Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantization = Literal["none", "int8"]
 Strategy = Literal["greedy", "sample", "beam"]
+
+
+def state_dir() -> Path:
+    """Where local mode keeps its state: the runtime's file (the local Ray) and the operator's (the model)."""
+    return Path(os.environ.get("LMOPS_STATE_DIR", Path.home() / ".cache" / "lmops"))
 
 
 def server_app_name(revision: str) -> str:
@@ -71,6 +77,14 @@ class BatchingConfig(_Strict):
 
     max_batch_size: int = 8
     batch_wait_timeout_s: float = 0.01
+
+
+class ReplicaResources(_Strict):
+    """What one model replica reserves (its pod's requests in a cluster; Ray actor resources)."""
+
+    cpu: str
+    memory: str
+    gpus: int = 0
 
 
 class ServerArgs(_Strict):

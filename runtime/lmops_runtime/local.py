@@ -32,6 +32,7 @@ from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from lmops_runtime import config as contract
+from lmops_runtime.contract import HTTP_PORT
 from lmops_runtime.router import stats_actor
 
 STATE_FILE = "local-ray.json"
@@ -54,10 +55,6 @@ class LocalRay:
     http_port: int | None = None
 
 
-def state_dir() -> Path:
-    return Path(os.environ.get("LMOPS_STATE_DIR", Path.home() / ".cache" / "lmops"))
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -66,7 +63,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _read_state() -> LocalRay | None:
-    path = state_dir() / STATE_FILE
+    path = contract.state_dir() / STATE_FILE
     try:
         return LocalRay(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -74,7 +71,7 @@ def _read_state() -> LocalRay | None:
 
 
 def _write_state(local: LocalRay) -> None:
-    path = state_dir() / STATE_FILE
+    path = contract.state_dir() / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(local)))
 
@@ -186,7 +183,7 @@ def validate(document: dict[str, Any]) -> ServeDeploySchema:
     return schema
 
 
-def deploy(document: dict[str, Any], http_port: int = contract.HTTP_PORT, host: str = "127.0.0.1") -> int:
+def deploy(document: dict[str, Any], http_port: int = HTTP_PORT, host: str = "127.0.0.1") -> int:
     """Deploy a serve config document; returns the HTTP port Serve listens on.
 
     ``http_port``/``host`` fill the document's ``http_options`` when it names none. Serve keeps the HTTP
@@ -304,7 +301,7 @@ def shutdown(local: LocalRay | None = None) -> None:
         shutil.rmtree(local.temp_dir, ignore_errors=True)
         state = _read_state()
         if state is not None and state.temp_dir == local.temp_dir:
-            (state_dir() / STATE_FILE).unlink(missing_ok=True)
+            (contract.state_dir() / STATE_FILE).unlink(missing_ok=True)
 
 
 def _stop_processes(temp_dir: str, grace_s: float = 10.0) -> None:

@@ -23,7 +23,7 @@ from lmops_operator.commands.operator import OperatorRun
 from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.settings import Settings
-from tests.support.controlplane import ControlPlane
+from testkit.controlplane import ControlPlane
 
 READY_TIMEOUT_S = 60.0
 

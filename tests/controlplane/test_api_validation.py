@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lmops_operator.api import GROUP, PLURAL, VERSION, LanguageModelSpec, dump_spec, load_language_model
 from lmops_operator.api.crd import CRD_NAME
-from tests.support.controlplane import ControlPlane
+from testkit.controlplane import ControlPlane
 from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
 from tests.support.languagemodel_strategies import valid_specs
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from lmops_operator.k8s.client import Kube
 from lmops_operator.k8s.resources import LANGUAGE_MODEL, RAY_SERVICE
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import eventually
-from tests.support.controlplane import ControlPlane
 from tests.support.languagemodel_cases import base_object
 from tests.support.languagemodel_strategies import valid_specs
 

@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from testkit.controlplane import ControlPlane
 from tests.support.chart import CHART_DIR, OperatorIdentity, install_operator_rbac, values_file
-from tests.support.controlplane import ControlPlane
 
 
 def _status(call: Callable[[], object]) -> int:

@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.controlplane import (
+from testkit.controlplane import (
     DEFAULT_BIN_DIR,
     KUBERAY_CRDS,
     BinariesMissing,

@@ -20,8 +20,8 @@ from lmops_operator.k8s.client import Kube
 from lmops_operator.k8s.ray_clusters import RAY_CLUSTER
 from lmops_operator.k8s.resources import LANGUAGE_MODEL, RAY_SERVICE, SERVICE
 from lmops_operator.planning.standby import STANDBY_LABEL, ZONE_LABEL
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import eventually
-from tests.support.controlplane import ControlPlane
 from tests.unit.planner_helpers import EXAMPLES, kuberay_status
 
 pytestmark = pytest.mark.slow

@@ -26,8 +26,8 @@ from lmops_operator.k8s.resources import (
     SERVICE,
 )
 from lmops_operator.settings import Settings
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import CountingApi, eventually
-from tests.support.controlplane import ControlPlane
 from tests.unit.planner_helpers import REPO, kuberay_status
 
 pytestmark = pytest.mark.slow

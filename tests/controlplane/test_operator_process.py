@@ -15,9 +15,9 @@ import pytest
 
 from lmops_operator.k8s.client import Kube
 from lmops_operator.k8s.resources import RAY_SERVICE
+from testkit.controlplane import REPO_ROOT, ControlPlane, free_port
 from tests.controlplane.conftest import eventually
 from tests.controlplane.test_operator import _apply, _example
-from tests.support.controlplane import REPO_ROOT, ControlPlane, free_port
 
 pytestmark = pytest.mark.slow
 

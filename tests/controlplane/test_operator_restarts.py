@@ -24,8 +24,8 @@ from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
 from lmops_operator.k8s.resources import CONTROLLER_REVISION, LANGUAGE_MODEL, PDB, RAY_SERVICE, SERVICE
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.settings import Settings
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import RunningOperator, eventually
-from tests.support.controlplane import ControlPlane
 from tests.unit.planner_helpers import REPO, kuberay_status
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ from lmops_operator.k8s.peering import peering_crds
 from lmops_operator.k8s.resources import RAY_SERVICE
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.planning.metrics import MetricsSnapshot
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import eventually
 from tests.controlplane.test_operator import _apply, _example, _fake_kuberay, _revisions, _serve_apps, _status
 from tests.support.chart import install_operator_rbac
-from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.slow
 

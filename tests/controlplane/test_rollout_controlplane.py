@@ -16,8 +16,8 @@ from lmops_operator.k8s.resources import CONTROLLER_REVISION, LANGUAGE_MODEL, RA
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_runtime.router.stats import LATENCY_BUCKETS_S
+from testkit.controlplane import ControlPlane
 from tests.controlplane.conftest import eventually
-from tests.support.controlplane import ControlPlane
 from tests.unit.planner_helpers import kuberay_status
 from tests.unit.rollout_helpers import metrics
 

@@ -17,7 +17,7 @@ import pytest
 
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_runtime import local as runtime_local
-from tests.support.load import Load, ReplicaCurve, running_replicas
+from testkit.load import Load, ReplicaCurve, running_replicas
 
 pytestmark = pytest.mark.slow
 

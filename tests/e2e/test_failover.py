@@ -21,10 +21,10 @@ import ray
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_runtime import local as runtime_local
 from lmops_runtime.config import RouterConfig
+from testkit.load import Load, running_replicas
+from testkit.models import broken_generate_model
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed, replica_actors
-from tests.support.load import Load, running_replicas
-from tests.support.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.support.controlplane import REPO_ROOT
+from testkit.controlplane import REPO_ROOT
 
 pytestmark = [pytest.mark.kind, pytest.mark.slow]
 

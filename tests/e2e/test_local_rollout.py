@@ -12,9 +12,9 @@ import pytest
 
 from lmops_operator.local.reconciler import LocalReconciler, LocalStep
 from lmops_runtime import local as runtime_local
-from tests.support.load import Load
-from tests.support.manifests import canary_manifest
-from tests.support.models import broken_generate_model
+from testkit.load import Load
+from testkit.manifests import canary_manifest
+from testkit.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 

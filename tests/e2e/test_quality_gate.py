@@ -21,12 +21,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from lmops_operator.api.models import QualityGateSpec
-from lmops_operator.quality_gate import REVISION_HEADER, RouterEvaluator, evaluate_gate, parse_eval_set
+from lmops_operator.api.rollout_spec import QualityGateSpec
+from lmops_operator.quality_gate import RouterEvaluator, evaluate_gate, parse_eval_set
 from lmops_runtime.config import RouterConfig
+from lmops_runtime.contract import REVISION_HEADER
+from testkit.models import copy_tokenizer
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed
-from tests.support.models import copy_tokenizer
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import httpx
 import ray
 
 from lmops_runtime import local
-from lmops_runtime.router.deployment import REVISION_HEADER
+from lmops_runtime.contract import REVISION_HEADER
 
 READY_TIMEOUT_S = 420.0
 

@@ -102,13 +102,13 @@ def _entry(token: str, logprob: float | None, top: list[tuple[str, float]] | Non
 
 def test_completion_and_chat_logprob_shapes() -> None:
     entries = [_entry("He", None, None), _entry("llo", -0.5, [("llo", -0.5), ("y", -1.5)])]
-    assert completion_logprobs(entries, start_offset=3) == {
+    assert completion_logprobs(entries, start_offset=3).model_dump() == {
         "tokens": ["He", "llo"],
         "token_logprobs": [None, -0.5],
         "top_logprobs": [None, {"llo": -0.5, "y": -1.5}],
         "text_offset": [3, 5],
     }
-    chat = chat_logprobs(entries[1:])
+    chat = chat_logprobs(entries[1:]).model_dump()
     assert chat["content"] == [
         {
             "token": "llo",

@@ -17,10 +17,10 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmops_runtime.config import RouterConfig
-from lmops_runtime.router.deployment import REVISION_HEADER
+from lmops_runtime.contract import REVISION_HEADER
+from testkit.models import broken_generate_model
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import deployed, revision_counts, stats
-from tests.support.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from lmops_runtime.config import RouterConfig
+from testkit.models import broken_generate_model
 from tests.runtime import serve_configs as sc
 from tests.runtime.router_support import (
     deployed,
@@ -23,7 +24,6 @@ from tests.runtime.router_support import (
     revision_counts,
     stats,
 )
-from tests.support.models import broken_generate_model
 
 pytestmark = pytest.mark.slow
 

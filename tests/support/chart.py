@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.controlplane import (
+from testkit.controlplane import (
     DEFAULT_BIN_DIR,
     REPO_ROOT,
     ControlPlane,

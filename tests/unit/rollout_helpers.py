@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lmops_operator.api.models import LanguageModelSpec, LanguageModelStatus
+from lmops_operator.api.annotations import Controls
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.status import LanguageModelStatus
 from lmops_operator.planning.metrics import MetricsSnapshot, RevisionMetrics
 from lmops_operator.planning.traffic import (
-    Controls,
     RevisionHealth,
     TrafficDecision,
     TrafficInput,

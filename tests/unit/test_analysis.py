@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmops_operator.api.models import AnalysisSpec
+from lmops_operator.api.rollout_spec import AnalysisSpec
 from lmops_operator.planning.analysis import analyse
 from tests.unit.rollout_helpers import T0, metrics, snapshot
 

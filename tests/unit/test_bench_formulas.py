@@ -6,9 +6,10 @@ from collections import Counter
 
 import pytest
 
-from bench.operator_scale import bare_copy, operator_requests, parse_request_totals, writes
+from bench.apiserver_metrics import operator_requests, parse_request_totals, writes
+from bench.operator_scale import bare_copy
 from bench.rollout import AppView, ReplicaModel, demanded_replicas, kuberay_new_cluster_gpus
-from bench.serving import bandwidth_ceiling, compute_ceiling, make_prompts
+from bench.serving_baselines import bandwidth_ceiling, compute_ceiling, make_prompts
 
 
 def test_bandwidth_ceiling_is_batch_times_bandwidth_over_weight_bytes() -> None:
@@ -31,7 +32,7 @@ def test_prompts_have_exactly_the_requested_byte_length_and_differ() -> None:
 
 
 def test_byte_level_tokenizer_gives_one_token_per_prompt_byte() -> None:
-    from bench.serving import _tokenizer
+    from bench.serving_baselines import _tokenizer
 
     tokenizer = _tokenizer()
     prompts = make_prompts(4, 24)

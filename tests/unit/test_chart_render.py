@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from lmops_operator.k8s.peering import peering_crds
+from testkit.controlplane import REPO_ROOT
 from tests.support.chart import CHART_DIR, HelmError, helm, render, values_file
-from tests.support.controlplane import REPO_ROOT
 
 NAMESPACED = {"team-a", "team-b"}
 NON_DEFAULT = {

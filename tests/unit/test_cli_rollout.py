@@ -8,16 +8,11 @@ from typing import Any
 
 import pytest
 
-from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, consumed_patch, read_controls
-from lmops_operator.api.models import (
-    AnalysisResult,
-    LanguageModelSpec,
-    LanguageModelStatus,
-    RolloutStatus,
-)
+from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, Controls, consumed_patch, read_controls
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.status import AnalysisResult, LanguageModelStatus, RolloutStatus
 from lmops_operator.commands import rollout as cli
 from lmops_operator.planning.revision import revision_data, revision_name
-from lmops_operator.planning.traffic import Controls
 from tests.unit.rollout_helpers import T0
 
 BASE = {"model": {"source": "builtin://tiny"}, "runtime": {"gpus": 0}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from lmops_operator.api.models import SecretKeyRef
+from lmops_operator.api.base import SecretKeyRef
 from lmops_operator.k8s.client import KubeError
 from lmops_operator.k8s.reconcile import gate_api_key
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from lmops_operator.api.models import LanguageModelStatus, RolloutStatus
-from lmops_operator.planning.metrics import MetricsSnapshot, quantile
-from lmops_runtime.router.stats import LATENCY_BUCKETS_S, RevisionCounters, revision_json
-from lmops_runtime.router.stats import quantile as router_quantile
+from lmops_operator.api.status import LanguageModelStatus, RolloutStatus
+from lmops_operator.planning.metrics import MetricsSnapshot
+from lmops_runtime.contract import StatsResponse, cumulative, quantile
+from lmops_runtime.router.stats import LATENCY_BUCKETS_S, RevisionCounters, revision_stats
 from tests.unit.rollout_helpers import T0
 
 
-def stats_body(epoch: str, **revs: RevisionCounters) -> dict:  # type: ignore[type-arg]
+def stats_body(epoch: str, **revs: RevisionCounters) -> StatsResponse:
     """A GET /stats body as the Router writes it (through JSON, as over HTTP)."""
     body = {
         "model": "m",
@@ -24,11 +24,15 @@ def stats_body(epoch: str, **revs: RevisionCounters) -> dict:  # type: ignore[ty
         "stable": "a",
         "fallback": None,
         "revisions": {
-            r: {**revision_json(c), "healthy": r != "sick", "consecutive_failures": 0}
+            r: {
+                **revision_stats(c).model_dump(mode="json"),
+                "healthy": r != "sick",
+                "consecutive_failures": 0,
+            }
             for r, c in revs.items()
         },
     }
-    return json.loads(json.dumps(body))
+    return StatsResponse.model_validate_json(json.dumps(body))
 
 
 def counters(*calls: tuple[int, float]) -> RevisionCounters:
@@ -56,7 +60,7 @@ def test_p95_matches_the_router_estimate() -> None:
     calls = [(200, 0.001 * (i % 97) + 0.02 * (i % 13)) for i in range(500)]
     c = counters(*calls)
     snap = MetricsSnapshot.from_stats(stats_body("e", a=c))
-    assert snap.p95_seconds("a") == router_quantile(c.buckets, 0.95)
+    assert snap.p95_seconds("a") == quantile(LATENCY_BUCKETS_S, cumulative(c.buckets), 0.95)
     assert quantile(LATENCY_BUCKETS_S, (0,) * 15, 0.95) is None
 
 

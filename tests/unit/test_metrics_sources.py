@@ -13,7 +13,8 @@ from lmops_operator.metrics_source import (
     RouterStatsSource,
     router_stats_url,
 )
-from lmops_runtime.router.stats import RevisionCounters, render_prometheus, revision_json
+from lmops_runtime.contract import StatsResponse
+from lmops_runtime.router.stats import RevisionCounters, render_prometheus, revision_stats
 
 LM = load_language_model(
     {"metadata": {"name": "m", "namespace": "ns"}, "spec": {"model": {"source": "builtin://tiny"}}}
@@ -32,8 +33,17 @@ async def test_router_stats_source() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
-        body = {"epoch": "e", "now": 1.0, "revisions": {"a": revision_json(_counters())}}
-        return httpx.Response(200, json=body)
+        body = StatsResponse(
+            model="m",
+            epoch="e",
+            started_at=0.0,
+            now=1.0,
+            router_replicas=1,
+            weights={"a": 100},
+            stable="a",
+            revisions={"a": revision_stats(_counters())},
+        )
+        return httpx.Response(200, json=body.model_dump(mode="json"))
 
     source = RouterStatsSource(transport=httpx.MockTransport(handler))
     snap = await source.read(LM)
@@ -76,7 +86,7 @@ async def test_prometheus_source_matches_the_router_counts() -> None:
     assert all('service="m"' in q for q in queries)
     a = snap.get("a")
     assert (a.requests, a.errors) == (3, 1)
-    assert a.buckets == tuple(b["count"] for b in revision_json(_counters())["latency_seconds"]["buckets"])
+    assert a.buckets == tuple(b.count for b in revision_stats(_counters()).latency_seconds.buckets)
     failing = PrometheusSource(
         "http://prom:9090",
         transport=httpx.MockTransport(lambda r: httpx.Response(200, text=json.dumps({"status": "error"}))),

@@ -5,18 +5,16 @@ from __future__ import annotations
 import pytest
 
 from lmops_operator.api import LanguageModelStatus
+from lmops_operator.names import MAX_RAY_SERVICE_NAME, ray_service_name
 from lmops_operator.planning import status as st
-from lmops_operator.planning.names import MAX_RAY_SERVICE_NAME, ray_service_name
-from lmops_operator.planning.plan import (
+from lmops_operator.planning.decide import (
     BrokenChildren,
-    Observed,
     PolicyViolation,
     StoredRevision,
-    deployed_revisions,
     kept_revisions,
     number_revision,
-    plan,
 )
+from lmops_operator.planning.plan import Observed, deployed_revisions, plan
 from lmops_operator.planning.revision import revision_data, revision_name
 from lmops_operator.planning.traffic import TrafficDecision
 from lmops_operator.settings import Settings

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmops_operator.planning.plan import BrokenChildren, Observed, PolicyViolation, plan
+from lmops_operator.planning.decide import BrokenChildren, PolicyViolation
+from lmops_operator.planning.plan import Observed, plan
 from tests.support.languagemodel_strategies import valid_specs
 from tests.unit.planner_helpers import SETTINGS, T0, kuberay_status, model
 

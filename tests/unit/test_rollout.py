@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from lmops_operator.api.models import LanguageModelStatus, QualityGateResult
-from lmops_operator.planning.traffic import Controls, TrafficInput, decide_traffic
+from lmops_operator.api.annotations import Controls
+from lmops_operator.api.status import LanguageModelStatus, QualityGateResult
+from lmops_operator.planning.traffic import TrafficInput, decide_traffic
 from tests.unit.rollout_helpers import (
     FAILED,
     READY,

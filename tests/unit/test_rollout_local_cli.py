@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lmops_operator.api.models import AnalysisResult, LanguageModelStatus
+from lmops_operator.api.status import AnalysisResult, LanguageModelStatus
 from lmops_operator.cli import main
 from lmops_operator.commands import local as cli
 

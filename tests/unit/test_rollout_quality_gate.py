@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from lmops_operator.api.models import QualityGateSpec
+from lmops_operator.api.rollout_spec import QualityGateSpec
 from lmops_operator.local.reconciler import LocalReconciler
 from lmops_operator.quality_gate import (
-    REVISION_HEADER,
     Example,
     RouterEvaluator,
     compare,
     evaluate_gate,
     parse_eval_set,
 )
+from lmops_runtime.contract import REVISION_HEADER
 from tests.unit.rollout_helpers import T0
 from tests.unit.test_rollout_local import FakeServe
 

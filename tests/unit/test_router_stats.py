@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lmops_runtime.contract import cumulative, quantile
 from lmops_runtime.router.stats import (
     LATENCY_BUCKETS_S,
     RevisionCounters,
@@ -12,9 +13,8 @@ from lmops_runtime.router.stats import (
     deltas_to_wire,
     merge,
     merge_health,
-    quantile,
     render_prometheus,
-    revision_json,
+    revision_stats,
 )
 
 
@@ -23,7 +23,7 @@ def test_observe_and_json() -> None:
     c.observe(200, 0.02, 5, 7)
     c.observe(500, 0.3, 0, 0)
     c.observe(400, 0.001, 0, 0)
-    out = revision_json(c)
+    out = revision_stats(c).model_dump(mode="json")
     assert out["requests"] == 3 and out["errors"] == 1
     assert out["tokens"] == {"prompt": 5, "completion": 7}
     assert out["latency_seconds"]["buckets"][-1] == {"le": "+Inf", "count": 3}
@@ -34,11 +34,11 @@ def test_quantile_interpolates_within_bucket() -> None:
     buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
     i = LATENCY_BUCKETS_S.index(0.1)
     buckets[i] = 100  # all between 0.05 and 0.1
-    assert quantile(buckets, 0.5) == pytest.approx(0.075)
-    assert quantile([0] * len(buckets), 0.5) is None
+    assert quantile(LATENCY_BUCKETS_S, cumulative(buckets), 0.5) == pytest.approx(0.075)
+    assert quantile(LATENCY_BUCKETS_S, cumulative([0] * len(buckets)), 0.5) is None
     overflow = [0] * len(buckets)
     overflow[-1] = 1
-    assert quantile(overflow, 0.95) == LATENCY_BUCKETS_S[-1]
+    assert quantile(LATENCY_BUCKETS_S, cumulative(overflow), 0.95) == LATENCY_BUCKETS_S[-1]
 
 
 def test_merge_over_wire_sums_replicas() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from lmops_operator.api.models import LanguageModelStatus, StandbyStatus
-from lmops_operator.planning.names import MODEL_LABEL, RAY_SERVE_LABEL
+from lmops_operator.api.status import LanguageModelStatus, StandbyStatus
+from lmops_operator.names import MODEL_LABEL, RAY_SERVE_LABEL
 from lmops_operator.planning.plan import Observed, plan
 from lmops_operator.planning.standby import (
     STANDBY_LABEL,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmops_operator.planning.traffic import Controls, RevisionHealth
+from lmops_operator.api.annotations import Controls
+from lmops_operator.planning.traffic import RevisionHealth
 from tests.unit.rollout_helpers import Sim, canary_spec, spec
 
 REVISIONS = ("a", "b", "c")

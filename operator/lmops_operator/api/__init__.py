@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lmops_operator.api.models import (
+from lmops_operator.api.base import (
     API_VERSION,
     CATEGORIES,
     GROUP,
@@ -21,31 +21,28 @@ from lmops_operator.api.models import (
     SHORT_NAMES,
     SINGULAR,
     VERSION,
-    AnalysisResult,
-    AnalysisSpec,
-    AutoscalingSpec,
-    CanaryStep,
-    Condition,
     ConfigMapKeyRef,
+    SecretKeyRef,
+)
+from lmops_operator.api.model_spec import GenerationSpec, ModelSpec
+from lmops_operator.api.models import LanguageModel, LanguageModelSpec, ObjectMeta
+from lmops_operator.api.rollout_spec import (
+    AnalysisSpec,
+    CanaryStep,
     FailoverSpec,
     GcsFaultToleranceSpec,
-    GenerationSpec,
-    HeadSpec,
-    LanguageModel,
-    LanguageModelSpec,
-    LanguageModelStatus,
-    ModelSpec,
-    ObjectMeta,
     QualityGateSpec,
+    RolloutSpec,
+    StandbySpec,
+)
+from lmops_operator.api.serving_spec import AutoscalingSpec, HeadSpec, RuntimeSpec, ServingSpec, Toleration
+from lmops_operator.api.status import (
+    AnalysisResult,
+    Condition,
+    LanguageModelStatus,
     RevisionReplicas,
     RevisionSummary,
-    RolloutSpec,
     RolloutStatus,
-    RuntimeSpec,
-    SecretKeyRef,
-    ServingSpec,
-    StandbySpec,
-    Toleration,
     TrafficTarget,
 )
 

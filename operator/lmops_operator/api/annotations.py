@@ -10,15 +10,24 @@ counts, so ``kubectl annotate lm NAME lmops.io/promote=now`` is enough.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from lmops_operator.api.models import GROUP
-from lmops_operator.planning.traffic import Controls
+from lmops_operator.api.base import GROUP
 
 PROMOTE = f"{GROUP}/promote"  # skip the remaining canary steps (also forces an aborted rollout through)
 ABORT = f"{GROUP}/abort"  # send all traffic back to stable; stays aborted until the spec changes
 RESTART = f"{GROUP}/restart"  # run an aborted rollout of the same revision again from its first step
 CONTROL_ANNOTATIONS = (PROMOTE, ABORT, RESTART)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """One-shot requests from annotations; every reconcile consumes them."""
+
+    promote: bool = False
+    abort: bool = False
+    restart: bool = False  # start an aborted rollout of the same revision again from its first step
 
 
 def read_controls(annotations: Mapping[str, str] | None) -> Controls:

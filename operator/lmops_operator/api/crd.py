@@ -12,16 +12,9 @@ from typing import Any
 
 import yaml
 
-from lmops_operator.api.models import (
-    CATEGORIES,
-    GROUP,
-    KIND,
-    PLURAL,
-    SHORT_NAMES,
-    SINGULAR,
-    VERSION,
-    LanguageModel,
-)
+from lmops_operator.api.base import CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from lmops_operator.api.changes import CHANGE_KEY, EXPLAIN, Change
+from lmops_operator.api.models import LanguageModel
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
@@ -99,6 +92,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         node.setdefault("type", "string")
     out: dict[str, Any] = {k: v for k, v in node.items() if k in _KEPT}
     out.update({k: v for k, v in node.items() if k.startswith("x-kubernetes-")})
+    if CHANGE_KEY in node:  # the field's change cost, in words, where kubectl explain shows it
+        out["description"] = f"{out.get('description', '')} {EXPLAIN[Change(node[CHANGE_KEY])]}".strip()
     for bound, key in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if bound in node:
             out[key] = node[bound]

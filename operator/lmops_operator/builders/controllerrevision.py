@@ -7,7 +7,7 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import REVISION_LABEL, controller_revision_name
+from lmops_operator.names import REVISION_LABEL, controller_revision_name
 
 
 def build_controller_revision(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lmops_operator.api import API_VERSION, KIND, LanguageModel
-from lmops_operator.planning.names import common_labels
+from lmops_operator.names import common_labels
 
 
 def owner_reference(lm: LanguageModel) -> dict[str, Any]:

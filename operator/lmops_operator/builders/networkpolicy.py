@@ -12,8 +12,8 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, ray_service_name
-from lmops_runtime.config import HTTP_PORT
+from lmops_operator.names import MODEL_LABEL, ray_service_name
+from lmops_runtime.contract import HTTP_PORT
 
 DASHBOARD_PORT = 8265
 RAY_METRICS_PORT = 8080

@@ -6,7 +6,7 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, ray_service_name
+from lmops_operator.names import MODEL_LABEL, ray_service_name
 
 # KubeRay labels every pod with its node type.
 RAY_NODE_TYPE_LABEL = "ray.io/node-type"

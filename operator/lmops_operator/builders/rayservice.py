@@ -16,9 +16,9 @@ import yaml
 
 from lmops_operator.api import LanguageModel, LanguageModelSpec
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, ray_service_name
-from lmops_operator.planning.serve_config import API_KEYS_MOUNT_PATH
-from lmops_runtime.config import HTTP_PORT, PVC_MOUNT_ROOT
+from lmops_operator.names import API_KEYS_MOUNT_PATH, MODEL_LABEL, ray_service_name
+from lmops_runtime.config import PVC_MOUNT_ROOT
+from lmops_runtime.contract import HTTP_PORT
 
 RAY_VERSION = "2.60.0"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"

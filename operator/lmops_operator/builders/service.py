@@ -10,8 +10,8 @@ from typing import Any
 
 from lmops_operator.api import LanguageModel
 from lmops_operator.builders.meta import child_metadata
-from lmops_operator.planning.names import MODEL_LABEL, RAY_SERVE_LABEL, service_name
-from lmops_runtime.config import HTTP_PORT
+from lmops_operator.names import MODEL_LABEL, RAY_SERVE_LABEL, service_name
+from lmops_runtime.contract import HTTP_PORT
 
 
 def build_service(lm: LanguageModel, selector: dict[str, str] | None = None) -> dict[str, Any]:

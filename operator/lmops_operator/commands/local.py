@@ -277,6 +277,7 @@ def down(args: argparse.Namespace) -> int:
     _ray_env()
     from lmops_operator.local import state as store
     from lmops_runtime import local as runtime_local
+    from lmops_runtime.config import state_dir
 
     state = store.load()
     local = runtime_local.connect_existing()
@@ -287,7 +288,7 @@ def down(args: argparse.Namespace) -> int:
         runtime_local.shutdown(local)
         print("Stopped the local Ray.")
     store.remove()
-    runtime_state = runtime_local.state_dir() / runtime_local.STATE_FILE
+    runtime_state = state_dir() / runtime_local.STATE_FILE
     runtime_state.unlink(missing_ok=True)
     if state is not None:
         print(f"Forgot local model {state.name}.")

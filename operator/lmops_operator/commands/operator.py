@@ -24,20 +24,16 @@ from lmops_operator.k8s.login import kubeconfig_login
 from lmops_operator.k8s.peering import ensure_peering
 from lmops_operator.k8s.reconcile import ReconcileContext
 from lmops_operator.metrics_source import MetricsSource, PrometheusSource, RouterStatsSource
-from lmops_operator.planning.names import service_name
 from lmops_operator.quality_gate import RouterEvaluator
+from lmops_operator.router_client import router_url
 from lmops_operator.settings import Settings, SettingsError
-from lmops_runtime.config import HTTP_PORT
 
 log = logging.getLogger(__name__)
 
 
 def router_evaluator(lm: LanguageModel, api_key: str | None) -> RouterEvaluator:
     """The quality gate evaluates through the model's Service (the Router pins revisions per request)."""
-    namespace = lm.metadata.namespace or "default"
-    return RouterEvaluator(
-        f"http://{service_name(lm.metadata.name)}.{namespace}.svc:{HTTP_PORT}", api_key=api_key
-    )
+    return RouterEvaluator(router_url(lm), api_key=api_key)
 
 
 DEFAULT_LIVENESS_PORT = 8080

@@ -15,7 +15,8 @@ import yaml
 
 from lmops_operator.api import KIND, InvalidLanguageModel, load_language_model
 from lmops_operator.k8s.yamlout import dump_all
-from lmops_operator.planning.plan import Observed, PolicyViolation, plan, utcnow
+from lmops_operator.planning.decide import PolicyViolation
+from lmops_operator.planning.plan import Observed, plan, utcnow
 from lmops_operator.settings import Settings, SettingsError
 
 

@@ -2,8 +2,9 @@
 
 Everything goes through the API server with the current kubeconfig, and only through what ``kubectl`` can
 do as well: promote/abort/restart set a control annotation (``lmops.io/promote`` ...) that the operator
-acts on once and removes; ``undo`` writes an earlier revision's model, serving and resource fields back into
-the spec from its ControllerRevision, which the operator then rolls out like any other change.
+acts on once and removes; ``undo`` writes an earlier revision's fields (those whose change cost is a new
+revision) back into the spec from its ControllerRevision, which the operator then rolls out like any other
+change.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from lmops_operator.api import LanguageModelSpec, LanguageModelStatus, ModelSpec
+from pydantic import BaseModel
+
+from lmops_operator.api import LanguageModelSpec, LanguageModelStatus
 from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, request_patch
-from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL
+from lmops_operator.api.changes import get_path, set_path, submodel
+from lmops_operator.api.rules import Rule
+from lmops_operator.names import MODEL_LABEL, REVISION_LABEL
+from lmops_operator.planning.revision import REVISION_FIELDS, revision_name
 
 EXIT_FAILED = 1
 WATCH_PERIOD_S = 2.0
-_MODEL_FIELDS = [str(field.alias or name) for name, field in ModelSpec.model_fields.items()]
 
 
 class RolloutError(Exception):
@@ -34,39 +39,41 @@ class RolloutError(Exception):
 def spec_patch_from_revision(data: Mapping[str, Any]) -> dict[str, Any]:
     """JSON merge patch restoring a revision's spec fields from its ControllerRevision ``data``.
 
-    ``data`` is ``planning.revision.revision_data`` of the old spec: the runtime ModelSpec, batching and
-    per-replica resources. Model fields absent from it are set to null so the merge patch removes them.
+    The inverse of ``planning.revision.revision_data``, from the same change-cost tags: every revision
+    field is read back from where it is stored (null where the revision left it unset, so the merge patch
+    removes it; a section the data lacks, as in older revisions, is left alone). A value the revision
+    stores but the spec may not hold by one of its rules (``numBeams`` outside strategy beam) is null.
     """
-    model = dict(data["model"])
-    generation = dict(model.pop("generation", {}) or {})
-    strategy = generation.get("strategy", "greedy")
-    gen_patch: dict[str, Any] = {
-        "strategy": strategy,
-        "temperature": generation.get("temperature", 1.0),
-        "maxNewTokens": generation.get("max_new_tokens", 128),
-        "topK": generation.get("top_k") if strategy == "sample" else None,
-        "topP": generation.get("top_p") if strategy == "sample" else None,
-        "numBeams": generation.get("num_beams") if strategy == "beam" else None,
+    spec: dict[str, Any] = {}
+    for tagged in REVISION_FIELDS:
+        assert tagged.stored_as is not None  # api.changes.cost requires it for revision fields
+        if not data.get(tagged.stored_as.split(".")[0]):
+            continue
+        value = get_path(data, tagged.stored_as)
+        if value is not None and tagged.per is not None:
+            value = round(float(value) * tagged.per)
+        set_path(spec, tagged.alias_path, value)
+    _drop_disallowed(LanguageModelSpec, spec)
+    return {"spec": spec}
+
+
+def _drop_disallowed(model: type[BaseModel], values: dict[str, Any]) -> None:
+    """Null the fields of ``values`` (camelCase, nested) that an ``only_if`` rule of ``model`` forbids."""
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        child = submodel(info.annotation)
+        if child is not None and isinstance(values.get(alias), dict):
+            _drop_disallowed(child, values[alias])
+    rules: tuple[Rule, ...] = getattr(model, "rules", ())
+    plain = {
+        name: values[info.alias or name]
+        for name, info in model.model_fields.items()
+        if not isinstance(values.get(info.alias or name), dict) and (info.alias or name) in values
     }
-    model_patch: dict[str, Any] = dict.fromkeys(_MODEL_FIELDS)
-    camel = {
-        "max_sequence_length": "maxSequenceLength",
-        "trust_remote_code": "trustRemoteCode",
-    }
-    for key, value in model.items():
-        model_patch[camel.get(str(key), str(key))] = value
-    model_patch["generation"] = gen_patch
-    patch: dict[str, Any] = {"spec": {"model": model_patch}}
-    batching = data.get("batching") or {}
-    if batching:
-        patch["spec"]["serving"] = {
-            "maxBatchSize": batching["max_batch_size"],
-            "batchWaitTimeoutMilliseconds": round(float(batching["batch_wait_timeout_s"]) * 1000),
-        }
-    resources = data.get("resources") or {}
-    if resources:
-        patch["spec"]["runtime"] = {k: resources[k] for k in ("cpu", "memory", "gpus") if k in resources}
-    return patch
+    instance = model.model_construct(**plain)
+    for rule in rules:
+        if rule.subject is not None and rule.subject in values and not rule.holds(instance):
+            values[rule.subject] = None
 
 
 def apply_merge_patch(target: Any, patch: Any) -> Any:
@@ -257,7 +264,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     from lmops_operator.k8s.resources import LANGUAGE_MODEL
-    from lmops_operator.planning.revision import revision_name
 
     kube, namespace = _connect(args)
     obj = _get(kube, namespace, args.name)

@@ -26,7 +26,8 @@ from lmops_operator.api import (
     load_language_model,
 )
 from lmops_operator.api.annotations import consumed_patch, read_controls
-from lmops_operator.api.models import QualityGateResult, SecretKeyRef
+from lmops_operator.api.base import SecretKeyRef
+from lmops_operator.api.status import QualityGateResult
 from lmops_operator.k8s.client import Kube, KubeError
 from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
 from lmops_operator.k8s.events import post_event
@@ -40,13 +41,12 @@ from lmops_operator.k8s.resources import (
     resource_of,
 )
 from lmops_operator.metrics_source import MetricsSource
+from lmops_operator.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
+from lmops_operator.planning.decide import BrokenChildren, PolicyViolation
 from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
 from lmops_operator.planning.plan import (
-    BrokenChildren,
     Observed,
     Plan,
-    PolicyViolation,
     degraded_status,
     failed_status,
     plan,

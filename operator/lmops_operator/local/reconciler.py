@@ -1,9 +1,9 @@
-"""The local reconciler: one LanguageModel on a local Ray, reconciled with the operator's own planner pieces.
+"""The local reconciler: one LanguageModel on a local Ray, reconciled by the operator's own ``decide``.
 
-Each ``reconcile`` reads the local Serve application statuses and the Router's /stats, calls
-``decide_traffic`` exactly as the operator does, builds the serve config with ``build_serve_config`` and
-deploys it, then writes the status (``settle_status``, as the operator's planner does, revisions numbered
-and pruned by the same rules) to the state file. ``run`` repeats that until the rollout settles.
+Each ``reconcile`` reads the local Serve application statuses and the Router's /stats into an
+``ObservedState``, calls ``planning.decide.decide`` exactly as the operator does, deploys the Decision's
+serve config, then writes its status and revision history to the state file (which plays the revision
+store). ``run`` repeats that until the rollout settles.
 
 Retiring a revision drains it first: the Router is reconfigured to stop sending it traffic while its
 application still runs, and the application is deleted only once the Router reports the new weights, so
@@ -21,17 +21,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary, load_language_model
-from lmops_operator.api.models import QualityGateResult
+from lmops_operator.api import LanguageModel, LanguageModelStatus, load_language_model
+from lmops_operator.api.annotations import Controls
+from lmops_operator.api.status import QualityGateResult
 from lmops_operator.local import state as store
 from lmops_operator.metrics_source import read_router_stats
 from lmops_operator.planning import status as st
+from lmops_operator.planning.decide import ObservedState, StoredRevision, decide
 from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.plan import kept_revisions, number_revision, phase_events, settle_status
 from lmops_operator.planning.revision import revision_data, revision_hash
-from lmops_operator.planning.serve_config import build_serve_config
-from lmops_operator.planning.traffic import Controls, Event, TrafficDecision, TrafficInput, decide_traffic
+from lmops_operator.planning.traffic import Event, TrafficDecision
 from lmops_operator.quality_gate import Evaluator, RouterEvaluator, run_gate_if_due
+from lmops_operator.router_client import read_weights, stats_url
 from lmops_runtime import config as contract
 from lmops_runtime import local as runtime_local
 
@@ -125,7 +126,7 @@ class LocalReconciler:
     deploy: Callable[..., int] = runtime_local.deploy
     serve_apps: Callable[[], dict[str, Any]] = _serve_apps
     read_stats: Callable[[str], MetricsSnapshot | None] = read_router_stats
-    router_weights: Callable[[str], dict[str, int] | None] = field(default=lambda url: _stats_weights(url))
+    router_weights: Callable[[str], dict[str, int] | None] = read_weights
     # The quality gate's evaluator; None means the local Router, pinned per revision, as in a cluster.
     evaluator: Evaluator | None = None
     now: Callable[[], datetime] = utcnow
@@ -171,57 +172,52 @@ class LocalReconciler:
         state = self.state()
         now = self.now()
         lm = load_language_model({**state.manifest, "status": state.status or None})
-        spec = lm.spec
         previous = lm.status or LanguageModelStatus()
-        target_data = revision_data(spec)
+        target_data = revision_data(lm.spec)
         target = revision_hash(target_data)
-        created = self._record_revision(state, target, target_data, now)
 
         apps = self.serve_apps()
         view = _apps_view(apps)
-        deployed = set(_revisions_of(state.deployed_apps))
-        deployed |= {t.revision for t in previous.traffic or []}
-        health = st.revision_health(view, sorted(deployed))
         metrics = None
         if view.ready:
-            metrics = self.read_stats(f"http://{state.host}:{state.http_port}/stats")
-        quality = self._quality_gate(lm, state, previous, target)
-
-        decision = decide_traffic(
-            TrafficInput(
-                spec=spec,
-                status=previous,
-                target_revision=target,
-                health=health,
-                metrics=metrics,
-                controls=controls or Controls(),
-                now=now,
-                quality=quality,
-            )
+            metrics = self.read_stats(stats_url(f"http://{state.host}:{state.http_port}"))
+        observed = ObservedState(
+            now=now,
+            serving=view,
+            deployed=_revisions_of(state.deployed_apps),
+            metrics=metrics,
+            controls=controls or Controls(),
+            quality=self._quality_gate(lm, state, previous, target, target_data),
         )
-        data = {r: state.revisions[r].data for r in decision.weights}
-        document = localize(build_serve_config(lm, decision, data, target_revision=target), self.local_gpus)
-        self._deploy(state, document, decision)
+        revisions = {
+            name: StoredRevision(name, name, rev.number, rev.data, rev.created_at)
+            for name, rev in state.revisions.items()
+        }
+        decision = decide(lm, revisions, observed)
+        self._deploy(state, localize(decision.serve_config, self.local_gpus), decision.traffic)
 
-        outcome = settle_status(lm, decision, target, view, health, now)
-        status = outcome.status
+        status = decision.status
         status.endpoint = f"http://{state.host}:{state.http_port}/v1"
-        status.revisions = self._history(state, spec.rollout.revision_history_limit, target, decision)
+        state.revisions = {
+            r.revision: store.LocalRevision(
+                number=r.number, data=dict(r.data), created_at=r.created_at or now
+            )
+            for r in decision.kept
+        }
         state.status = status.model_dump(mode="json", by_alias=True, exclude_none=True)
         store.save(state, self.path)
 
-        events = created + list(decision.events) + phase_events(previous, outcome.assessment)
+        events = decision.events + decision.phase_events
         self.events += events
         failed = None
-        full_health = outcome.health
-        if status.stable_revision is None and target in full_health and full_health[target].failed:
-            failed = full_health[target].message or f"revision {target} failed"
+        if status.stable_revision is None and target in decision.health and decision.health[target].failed:
+            failed = decision.health[target].message or f"revision {target} failed"
         rollout = status.rollout
         settled = failed is None and (
             (rollout is None and status.stable_revision is not None and status.canary_revision is None)
             or (rollout is not None and rollout.state in ("Aborted", "Paused"))
         )
-        return LocalStep(target, decision, status, events, settled, failed)
+        return LocalStep(target, decision.traffic, status, events, settled, failed)
 
     def run(
         self,
@@ -251,33 +247,6 @@ class LocalReconciler:
 
     # ---- helpers -----------------------------------------------------------------------------------
 
-    def _record_revision(
-        self, state: store.LocalState, target: str, data: dict[str, Any], now: datetime
-    ) -> list[Event]:
-        """Number the target revision as the operator numbers its ControllerRevision."""
-        numbers = {name: rev.number for name, rev in state.revisions.items()}
-        number, events = number_revision(numbers, target, data["model"].get("source"))
-        existing = state.revisions.get(target)
-        created_at = existing.created_at if existing else now
-        state.revisions[target] = store.LocalRevision(number=number, data=data, created_at=created_at)
-        return events
-
-    def _history(
-        self, state: store.LocalState, limit: int, target: str, decision: TrafficDecision
-    ) -> list[RevisionSummary]:
-        numbers = {name: rev.number for name, rev in state.revisions.items()}
-        kept = kept_revisions(numbers, limit, target, decision)
-        state.revisions = {name: rev for name, rev in state.revisions.items() if name in kept}
-        return [
-            RevisionSummary(
-                name=name,
-                number=rev.number,
-                created_at=rev.created_at,
-                source=rev.data["model"].get("source"),
-            )
-            for name, rev in sorted(state.revisions.items(), key=lambda kv: kv[1].number)
-        ]
-
     def _deploy(self, state: store.LocalState, document: dict[str, Any], decision: TrafficDecision) -> None:
         digest = _digest(document)
         if digest == state.document_digest:
@@ -304,7 +273,7 @@ class LocalReconciler:
 
     def _wait_router_weights(self, state: store.LocalState, weights: Mapping[str, int]) -> None:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        url = f"http://{state.host}:{state.http_port}/stats"
+        url = stats_url(f"http://{state.host}:{state.http_port}")
         while time.monotonic() < deadline:
             body = self.router_weights(url)
             if body is not None and body == dict(weights):
@@ -312,12 +281,17 @@ class LocalReconciler:
             time.sleep(0.2)
 
     def _quality_gate(
-        self, lm: LanguageModel, state: store.LocalState, previous: LanguageModelStatus, target: str
+        self,
+        lm: LanguageModel,
+        state: store.LocalState,
+        previous: LanguageModelStatus,
+        target: str,
+        target_data: dict[str, Any],
     ) -> QualityGateResult | None:
         def read(name: str, key: str) -> str | None:
             return state.config_maps.get(name, {}).get(key)
 
-        data = {name: rev.data for name, rev in state.revisions.items()}
+        data = {**{name: rev.data for name, rev in state.revisions.items()}, target: target_data}
         evaluator = self.evaluator or RouterEvaluator(f"http://{state.host}:{state.http_port}")
         return run_gate_if_due(lm.spec, previous, target, data, read, evaluator, self.now())
 
@@ -325,15 +299,3 @@ class LocalReconciler:
 def _revisions_of(apps: list[str]) -> list[str]:
     prefix = contract.server_app_name("")
     return [name.removeprefix(prefix) for name in apps if name.startswith(prefix)]
-
-
-def _stats_weights(url: str) -> dict[str, int] | None:
-    import httpx
-
-    try:
-        response = httpx.get(url, timeout=2.0)
-        response.raise_for_status()
-        weights = response.json().get("weights")
-        return {str(k): int(v) for k, v in weights.items()} if isinstance(weights, dict) else None
-    except (httpx.HTTPError, ValueError):
-        return None

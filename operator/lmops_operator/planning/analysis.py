@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lmops_operator.api.models import AnalysisResult, AnalysisSpec
+from lmops_operator.api.rollout_spec import AnalysisSpec
+from lmops_operator.api.status import AnalysisResult
 from lmops_operator.planning.metrics import MetricsSnapshot
 
 

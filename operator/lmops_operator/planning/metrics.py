@@ -1,4 +1,4 @@
-"""Per-revision Router counters as the operator sees them: parsed from GET /stats, differenced into windows.
+"""Per-revision Router counters as the operator sees them: read from GET /stats, differenced into windows.
 
 The Router serves cumulative totals since its stats actor started (``epoch``); canary analysis needs what
 happened in one window, so it subtracts an older snapshot. A new epoch (the actor restarted) or a counter
@@ -8,13 +8,12 @@ LanguageModel status (``MetricsBaseline``), so an operator restart loses no wind
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from lmops_operator.api.models import MetricsBaseline, RevisionCounts
+from lmops_operator.api.status import MetricsBaseline, RevisionCounts
+from lmops_runtime.contract import StatsResponse, quantile
 
 
 @dataclass(frozen=True)
@@ -107,61 +106,24 @@ class MetricsSnapshot:
         )
 
     @classmethod
-    def from_stats(cls, body: Mapping[str, Any], now: datetime | None = None) -> MetricsSnapshot:
-        """Parse the Router's GET /stats body (lmops_runtime.router.stats.revision_json per revision)."""
+    def from_stats(cls, body: StatsResponse, now: datetime | None = None) -> MetricsSnapshot:
+        """The Router's GET /stats; ValueError when revisions disagree on the latency buckets."""
         bounds: tuple[float, ...] | None = None
         revisions: dict[str, RevisionMetrics] = {}
-        for name, rev in dict(body.get("revisions") or {}).items():
-            latency = rev.get("latency_seconds") or {}
-            rev_bounds, counts = _parse_buckets(latency.get("buckets") or [])
+        for name, rev in body.revisions.items():
+            rev_bounds, counts = rev.latency_seconds.bounds_and_counts()
             if bounds is None:
                 bounds = rev_bounds
             elif rev_bounds != bounds:
                 raise ValueError(f"revision {name}: latency buckets differ from the other revisions")
-            tokens = rev.get("tokens") or {}
-            revisions[str(name)] = RevisionMetrics(
-                requests=int(rev.get("requests", 0)),
-                errors=int(rev.get("errors", 0)),
+            revisions[name] = RevisionMetrics(
+                requests=rev.requests,
+                errors=rev.errors,
                 buckets=counts,
-                latency_sum=float(latency.get("sum", 0.0)),
-                prompt_tokens=int(tokens.get("prompt", 0)),
-                completion_tokens=int(tokens.get("completion", 0)),
-                healthy=bool(rev.get("healthy", True)),
+                latency_sum=rev.latency_seconds.sum,
+                prompt_tokens=rev.tokens.prompt,
+                completion_tokens=rev.tokens.completion,
+                healthy=rev.healthy,
             )
-        at = now
-        if at is None:
-            stamp = body.get("now")
-            at = datetime.fromtimestamp(float(stamp), UTC) if stamp is not None else datetime.now(UTC)
-        return cls(epoch=str(body.get("epoch", "")), time=at, bounds=bounds or (), revisions=revisions)
-
-
-def _parse_buckets(items: list[Mapping[str, Any]]) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """``[{"le": 0.005, "count": 3}, ..., {"le": "+Inf", "count": n}]`` -> (finite bounds, counts)."""
-    bounds: list[float] = []
-    counts: list[int] = []
-    for item in items:
-        le = item["le"]
-        bound = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
-        if not math.isinf(bound):
-            bounds.append(bound)
-        counts.append(int(item["count"]))
-    if items and len(counts) != len(bounds) + 1:
-        raise ValueError("latency buckets must end with exactly one +Inf bucket")
-    return tuple(bounds), tuple(counts)
-
-
-def quantile(bounds: tuple[float, ...], cumulative: tuple[int, ...], q: float) -> float | None:
-    """A quantile from cumulative bucket counts, interpolated within the bucket as Prometheus does."""
-    if not cumulative or cumulative[-1] <= 0:
-        return None
-    total = cumulative[-1]
-    rank = q * total
-    previous = 0
-    for i, count in enumerate(cumulative):
-        if count >= rank and count > previous:
-            if i >= len(bounds):
-                return bounds[-1] if bounds else None
-            lower = bounds[i - 1] if i > 0 else 0.0
-            return lower + (bounds[i] - lower) * (rank - previous) / (count - previous)
-        previous = count
-    return bounds[-1] if bounds else None
+        at = now or datetime.fromtimestamp(body.now, UTC)
+        return cls(epoch=body.epoch, time=at, bounds=bounds or (), revisions=revisions)

@@ -1,8 +1,10 @@
-"""The planner: a LanguageModel plus what the operator observes -> desired objects, status and events.
+"""The operator's planner: decide (``planning.decide``), then render the Decision as Kubernetes objects.
 
-Pure (no I/O, the clock comes in through ``Observed.now``) so the operator, ``lmops render`` and the unit
-tests run exactly the same decisions. Traffic and rollout decisions are delegated to
-``planning.traffic.decide_traffic``; this module turns its weights into objects and status.
+``plan`` reads the observed state off the objects the operator fetched (``Observed``: the RayService,
+the ControllerRevisions, the standby), calls the one ``decide`` that local mode and ``lmops render`` call
+too, and renders its Decision with the builders: the ControllerRevision, the RayService carrying the serve
+config, the standby cluster, the Service, the PDB and the NetworkPolicy. Pure (the clock comes in through
+``Observed.now``), so the operator, ``lmops render`` and the unit tests run exactly the same decisions.
 """
 
 from __future__ import annotations
@@ -14,59 +16,37 @@ from typing import Any
 
 import yaml
 
-from lmops_operator.api import LanguageModel, LanguageModelStatus, RevisionSummary
-from lmops_operator.api.models import QualityGateResult
+from lmops_operator.api import LanguageModel, LanguageModelStatus
+from lmops_operator.api.annotations import Controls
+from lmops_operator.api.status import QualityGateResult
 from lmops_operator.builders.controllerrevision import build_controller_revision
 from lmops_operator.builders.networkpolicy import build_network_policy
 from lmops_operator.builders.pdb import build_pdb
 from lmops_operator.builders.rayservice import build_ray_service, live_image, runtime_image
 from lmops_operator.builders.service import build_service
-from lmops_operator.planning import status as st
-from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.names import (
+from lmops_operator.names import (
     REVISION_LABEL,
     controller_revision_name,
     endpoint,
 )
-from lmops_operator.planning.revision import revision_data, revision_hash
-from lmops_operator.planning.serve_config import build_serve_config
+from lmops_operator.planning import status as st
+from lmops_operator.planning.decide import (
+    Decision,
+    ObservedState,
+    PolicyViolation,
+    StoredRevision,
+    decide,
+)
+from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.standby import plan_standby
 from lmops_operator.planning.traffic import (
-    Controls,
     Event,
-    RevisionHealth,
-    TrafficDecision,
-    TrafficInput,
-    decide_traffic,
 )
 from lmops_operator.settings import Settings
-from lmops_runtime.config import HTTP_PORT, SERVER_IMPORT_PATH
+from lmops_runtime.config import SERVER_IMPORT_PATH
+from lmops_runtime.contract import HTTP_PORT
 
 REVISION_PREFIX = "rev-"
-
-
-class PolicyViolation(ValueError):
-    """The spec passed the API server but the operator's policy forbids it: permanent until edited."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-class BrokenChildren(RuntimeError):
-    """Observed children are in a state the planner cannot build on (reported as Degraded, not raised on)."""
-
-
-@dataclass(frozen=True)
-class StoredRevision:
-    """A ControllerRevision as the planner needs it."""
-
-    revision: str
-    name: str
-    number: int
-    data: Mapping[str, Any]
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -157,62 +137,6 @@ def deployed_revisions(ray_service: Mapping[str, Any] | None) -> list[str]:
     return sorted(out)
 
 
-def number_revision(numbers: Mapping[str, int], target: str, source: str | None) -> tuple[int, list[Event]]:
-    """The target revision's number, and the event that says why it is new or newly numbered.
-
-    Revision numbers only grow; going back to an older spec renumbers that revision as the newest, as
-    StatefulSets do with their ControllerRevisions.
-    """
-    highest = max(numbers.values(), default=0)
-    existing = numbers.get(target)
-    if existing is None:
-        return highest + 1, [("Normal", "RevisionCreated", f"revision {target} (#{highest + 1}) of {source}")]
-    if existing < highest:
-        return highest + 1, [
-            ("Normal", "RevisionRestored", f"revision {target} is current again as #{highest + 1}")
-        ]
-    return existing, []
-
-
-def kept_revisions(
-    numbers: Mapping[str, int], limit: int, target: str, decision: TrafficDecision
-) -> set[str]:
-    """The revisions history keeps: the newest ``limit`` by number, the target and every one in use."""
-    protected = {target, *decision.weights, *(r for r in (decision.stable, decision.canary) if r)}
-    ordered = sorted(numbers, key=lambda revision: numbers[revision], reverse=True)
-    return {revision for i, revision in enumerate(ordered) if i < limit or revision in protected}
-
-
-@dataclass(frozen=True)
-class Settled:
-    """The status a traffic decision leads to, with the assessment behind its phase."""
-
-    status: LanguageModelStatus
-    assessment: st.Assessment
-    health: dict[str, RevisionHealth]  # of every revision the status names
-
-
-def settle_status(
-    lm: LanguageModel,
-    decision: TrafficDecision,
-    target: str,
-    view: st.RayServiceView,
-    health: Mapping[str, RevisionHealth],
-    now: datetime,
-) -> Settled:
-    """The decision's status with phase, conditions and replicas: the operator and local mode share it."""
-    previous = lm.status or LanguageModelStatus()
-    full_health = {**health, **st.revision_health(view, [r for r in decision.weights if r not in health])}
-    status = decision.status.model_copy(deep=True)
-    assessment = st.assess(lm.spec, status, target, view, full_health)
-    status.observed_generation = lm.metadata.generation
-    status.phase = assessment.phase
-    status.conditions = st.conditions(previous.conditions, assessment, lm.metadata.generation, now)
-    status.replicas = st.replicas(lm.spec, decision.weights, full_health, decision.fallback)
-    status.ready_replicas = view.ready_workers
-    return Settled(status, assessment, full_health)
-
-
 def _cluster_upgrade(
     lm: LanguageModel, observed: Observed, view: st.RayServiceView, image: str
 ) -> tuple[str | None, list[Event]]:
@@ -229,111 +153,64 @@ def _cluster_upgrade(
     return None, []
 
 
-def phase_events(previous: LanguageModelStatus, assessment: st.Assessment) -> list[Event]:
-    """An event when the phase changes to one a user acts on."""
-    if previous.phase == assessment.phase:
-        return []
-    if assessment.phase in ("Ready", "ScaledToZero"):
-        return [("Normal", assessment.phase, assessment.message)]
-    if assessment.phase in ("Degraded", "Failed", "Paused"):
-        return [("Warning", assessment.phase, assessment.message)]
-    return []
+def observed_state(observed: Observed) -> ObservedState:
+    """The planner's view of what runs, read off the RayService the operator fetched."""
+    return ObservedState(
+        now=observed.now,
+        serving=st.read_ray_service(observed.ray_service),
+        deployed=deployed_revisions(observed.ray_service),
+        metrics=observed.metrics,
+        controls=observed.controls,
+        quality=observed.quality,
+    )
 
 
 def plan(lm: LanguageModel, observed: Observed, settings: Settings) -> Plan:
     """Desired children, next status and events. Raises PolicyViolation or BrokenChildren."""
     check_policy(lm, settings)
-    spec = lm.spec
-    name = lm.metadata.name
-    previous = lm.status or LanguageModelStatus()
-    target_data = revision_data(spec)
-    target = revision_hash(target_data)
-    stored = stored_revisions(name, observed.controller_revisions)
-    number, events = number_revision(
-        {r.revision: r.number for r in stored.values()}, target, spec.model.source
-    )
-    existing = stored.get(target)
-    stored[target] = StoredRevision(
-        target,
-        controller_revision_name(name, target),
-        number,
-        target_data,
-        existing.created_at if existing else observed.now,
-    )
+    state = observed_state(observed)
+    decision = decide(lm, stored_revisions(lm.metadata.name, observed.controller_revisions), state)
+    return render(lm, decision, observed, state.serving, settings)
 
-    view = st.read_ray_service(observed.ray_service)
-    deployed = set(deployed_revisions(observed.ray_service)) | {t.revision for t in previous.traffic or []}
-    health = st.revision_health(view, sorted(deployed))
-    decision = decide_traffic(
-        TrafficInput(
-            spec=spec,
-            status=previous,
-            target_revision=target,
-            health=health,
-            metrics=observed.metrics,
-            controls=observed.controls,
-            now=observed.now,
-            quality=observed.quality,
-        )
-    )
-    events += decision.events
-    missing = sorted(r for r in decision.weights if r not in stored)
-    if missing:
-        raise BrokenChildren(
-            f"ControllerRevisions of deployed revisions {', '.join(missing)} are missing; "
-            "restore them or edit spec.model to roll out a new revision"
-        )
-    data = {r: stored[r].data for r in decision.weights}
-    try:
-        serve_config = build_serve_config(lm, decision, data, target_revision=target)
-    except ValueError as exc:  # a quantity the API pattern admits but no replica can be sized from
-        raise PolicyViolation("InvalidResources", f"cannot size replicas: {exc}") from exc
+
+def render(
+    lm: LanguageModel, decision: Decision, observed: Observed, view: st.RayServiceView, settings: Settings
+) -> Plan:
+    """The Decision as objects to apply (revisions first: the RayService refers to them), plus what only a
+    cluster has: the image upgrade, the standby cluster and the in-cluster endpoint."""
+    name = lm.metadata.name
     image = runtime_image(lm, settings.default_runtime_image)
-    ray_service = build_ray_service(lm, serve_config, data.values(), settings.default_runtime_image)
+    ray_service = build_ray_service(
+        lm, decision.serve_config, decision.revision_data.values(), settings.default_runtime_image
+    )
     standby_view = st.read_ray_service(observed.standby_ray_service)
     standby = plan_standby(lm, ray_service, view, observed.standby_ray_service, standby_view, observed.now)
-
-    numbers = {r.revision: r.number for r in stored.values()}
-    kept_names = kept_revisions(numbers, spec.rollout.revision_history_limit, target, decision)
-    by_number = sorted(stored.values(), key=lambda r: r.number)
-    kept = [r for r in by_number if r.revision in kept_names]
-    stale = [r for r in reversed(by_number) if r.revision not in kept_names]
-
     upgrade, upgrade_events = _cluster_upgrade(lm, observed, view, image)
-    events += upgrade_events
-    settled = settle_status(lm, decision, target, view, health, observed.now)
-    status = settled.status
-    status.revisions = [
-        RevisionSummary(
-            name=r.revision, number=r.number, created_at=r.created_at, source=r.data["model"].get("source")
-        )
-        for r in kept
-    ]
+
+    status = decision.status.model_copy(deep=True)
     status.ray_service_name = ray_service["metadata"]["name"]
     status.endpoint = endpoint(name, lm.metadata.namespace or "default", HTTP_PORT)
     status.cluster_upgrade = upgrade
     status.standby = standby.status
-    events += standby.events
-    events += phase_events(previous, settled.assessment)
-
     objects = [
-        build_controller_revision(lm, target, number, target_data),
+        build_controller_revision(lm, decision.target, decision.number, decision.target_data),
         ray_service,
         *standby.objects,
         build_service(lm, standby.selector),
         build_pdb(lm),
         build_network_policy(lm),
     ]
+    traffic = decision.traffic
     return Plan(
-        target_revision=target,
+        target_revision=decision.target,
         objects=objects,
-        stale_revisions=[r.name for r in stale],
+        stale_revisions=[r.name for r in decision.stale],
         status=status,
-        events=events,
+        events=[*decision.events, *upgrade_events, *standby.events, *decision.phase_events],
         requeue_after=min(
-            (t for t in (decision.requeue_after, standby.requeue_after) if t is not None), default=None
+            (t for t in (traffic.requeue_after, standby.requeue_after) if t is not None), default=None
         ),
-        weights=dict(decision.weights),
+        weights=dict(traffic.weights),
         obsolete_ray_services=[standby.delete] if standby.delete else [],
     )
 

@@ -1,9 +1,10 @@
 """Revisions: a short hash of exactly the spec fields whose change needs new model replicas.
 
-Model fields, batching knobs and per-replica resources make a revision; autoscaling, rollout, failover,
-request limits and the runtime image do not (they are reconfigured in place or, for the image, handled as
-a Ray cluster upgrade). ``revision_data`` is what a ControllerRevision stores: enough to rebuild the
-revision's ``ServerArgs`` and actor resources after the spec has moved on, so rollback needs nothing else.
+Which fields those are is declared on the fields themselves (``api.changes``: change cost ``revision`` and
+where each is stored); ``revision_data`` collects them from the tags, and ``lmops rollout undo`` inverts it
+from the same tags. ``revision_data`` is what a ControllerRevision stores: enough to rebuild the revision's
+``ServerArgs`` and actor resources after the spec has moved on, so rollback needs nothing else. Its shape
+(the runtime's ModelSpec and BatchingConfig, snake_case; per-replica resources) is the runtime contract.
 """
 
 from __future__ import annotations
@@ -14,50 +15,35 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmops_operator.api import LanguageModelSpec
+from lmops_operator.api.changes import Change, TaggedField, leaves, set_path, value_at
 from lmops_runtime import config as contract
 
 REVISION_HASH_LENGTH = 10
-DEFAULT_NUM_BEAMS = 4
-
-
-def runtime_model_spec(spec: LanguageModelSpec) -> contract.ModelSpec:
-    """The runtime's view of ``spec.model`` (the contract type ModelServer validates)."""
-    model = spec.model
-    generation = model.generation
-    return contract.ModelSpec(
-        source=model.source,
-        revision=model.revision,
-        task=model.task,
-        dtype=model.dtype,
-        quantization=model.quantization,
-        max_sequence_length=model.max_sequence_length,
-        trust_remote_code=model.trust_remote_code,
-        labels=list(model.labels) if model.labels is not None else None,
-        generation=contract.GenerationDefaults(
-            strategy=generation.strategy,
-            temperature=generation.temperature,
-            top_k=generation.top_k,
-            top_p=generation.top_p,
-            num_beams=generation.num_beams if generation.num_beams is not None else DEFAULT_NUM_BEAMS,
-            max_new_tokens=generation.max_new_tokens,
-        ),
-    )
+# Every leaf of the spec whose change cost is a new revision, with where the revision data holds it.
+REVISION_FIELDS: tuple[TaggedField, ...] = tuple(
+    f for f in leaves(LanguageModelSpec) if f.change is Change.REVISION
+)
 
 
 def revision_data(spec: LanguageModelSpec) -> dict[str, Any]:
-    """The revision's content: runtime model spec, batching and per-replica resources (JSON-ready)."""
-    batching = contract.BatchingConfig(
-        max_batch_size=spec.serving.max_batch_size,
-        batch_wait_timeout_s=spec.serving.batch_wait_timeout_milliseconds / 1000.0,
-    )
+    """The revision's content: the runtime's ModelSpec, BatchingConfig and ReplicaResources (JSON-ready).
+
+    Unset fields are left out, so the runtime contract's defaults apply (``numBeams`` 4, for one).
+    """
+    sections: dict[str, Any] = {"model": {}, "batching": {}, "resources": {}}
+    for tagged in REVISION_FIELDS:
+        value = value_at(spec, tagged.path)
+        if value is None:
+            continue
+        if tagged.per is not None:
+            value = value / tagged.per
+        assert tagged.stored_as is not None  # api.changes.cost requires it for revision fields
+        set_path(sections, tagged.stored_as.split("."), list(value) if isinstance(value, list) else value)
+    model = contract.ModelSpec.model_validate(sections["model"])
     return {
-        "model": runtime_model_spec(spec).model_dump(mode="json", exclude_none=True),
-        "batching": batching.model_dump(mode="json"),
-        "resources": {
-            "cpu": spec.runtime.cpu,
-            "memory": spec.runtime.memory,
-            "gpus": spec.runtime.gpus,
-        },
+        "model": model.model_dump(mode="json", exclude_none=True),
+        "batching": contract.BatchingConfig.model_validate(sections["batching"]).model_dump(mode="json"),
+        "resources": contract.ReplicaResources.model_validate(sections["resources"]).model_dump(mode="json"),
     }
 
 

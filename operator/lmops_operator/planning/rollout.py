@@ -21,12 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from lmops_operator.api.models import (
-    AnalysisResult,
-    LanguageModelSpec,
-    QualityGateResult,
-    RolloutStatus,
-)
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.status import AnalysisResult, QualityGateResult, RolloutStatus
 from lmops_operator.planning.analysis import analyse
 from lmops_operator.planning.metrics import MetricsSnapshot
 

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from lmops_operator.api import LanguageModel
+from lmops_operator.names import API_KEYS_MOUNT_PATH
 from lmops_operator.planning.quantity import byte_count, cpu_count
 from lmops_operator.planning.revision import server_args
 from lmops_operator.planning.traffic import TrafficDecision
 from lmops_runtime import config as contract
 
-API_KEYS_MOUNT_PATH = "/etc/lmops/api-keys"
 HEALTH_CHECK_PERIOD_S = 10.0
 HEALTH_CHECK_TIMEOUT_S = 30.0
 # Ray reserves about 30% of a node's memory for the object store; a replica asking for its pod's whole

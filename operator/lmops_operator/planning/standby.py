@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from lmops_operator.api import GROUP, LanguageModel
-from lmops_operator.api.models import StandbyStatus
-from lmops_operator.planning.names import MODEL_LABEL, RAY_SERVE_LABEL, ray_service_name
+from lmops_operator.api.status import StandbyStatus
+from lmops_operator.names import MODEL_LABEL, RAY_SERVE_LABEL, ray_service_name
 from lmops_operator.planning.status import RayServiceView
 
 STANDBY_LABEL = f"{GROUP}/standby-of"

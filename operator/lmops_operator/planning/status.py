@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from lmops_operator.api import Condition, LanguageModelSpec, LanguageModelStatus, RevisionReplicas
-from lmops_operator.api.models import ConditionStatus, ConditionType, Phase
+from lmops_operator.api.base import ConditionStatus, ConditionType, Phase
 from lmops_operator.planning.traffic import RevisionHealth
 from lmops_runtime.config import ROUTER_APP, server_app_name
 

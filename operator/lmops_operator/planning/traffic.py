@@ -17,13 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from lmops_operator.api.models import (
-    LanguageModelSpec,
-    LanguageModelStatus,
-    QualityGateResult,
-    RolloutStatus,
-    TrafficTarget,
-)
+from lmops_operator.api.annotations import Controls
+from lmops_operator.api.models import LanguageModelSpec
+from lmops_operator.api.status import LanguageModelStatus, QualityGateResult, RolloutStatus, TrafficTarget
 from lmops_operator.planning import rollout as machine
 from lmops_operator.planning.metrics import MetricsSnapshot
 
@@ -35,15 +31,6 @@ class RevisionHealth:
     ready: bool  # its Serve application is RUNNING with >= 1 ready replica (or scaled to zero on purpose)
     failed: bool  # DEPLOY_FAILED / UNHEALTHY, or missing after it was deployed
     message: str = ""
-
-
-@dataclass(frozen=True)
-class Controls:
-    """One-shot requests from annotations (``api.annotations``); every reconcile consumes them."""
-
-    promote: bool = False
-    abort: bool = False
-    restart: bool = False  # start an aborted rollout of the same revision again from its first step
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,12 @@ Pure functions, so the exact response shapes are tested without Ray.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from lmops_runtime.protocol import TokenLogprob
+from lmops_runtime.router.responses import ChatLogprobs, ChatTokenLogprob, CompletionLogprobs, TopTokenLogprob
 
 
-def completion_logprobs(entries: Sequence[TokenLogprob], start_offset: int = 0) -> dict[str, Any]:
+def completion_logprobs(entries: Sequence[TokenLogprob], start_offset: int = 0) -> CompletionLogprobs:
     """Legacy completions ``logprobs``: parallel lists of tokens, their logprobs, ``{token: logprob}`` dicts
     of the alternatives (null where the logprob is, for an echoed prompt's first token) and text offsets.
 
@@ -34,12 +34,12 @@ def completion_logprobs(entries: Sequence[TokenLogprob], start_offset: int = 0) 
         for alternative in entry.top:
             top.setdefault(alternative.token, alternative.logprob)
         tops.append(top)
-    return {
-        "tokens": [entry.token for entry in entries],
-        "token_logprobs": [entry.logprob for entry in entries],
-        "top_logprobs": tops,
-        "text_offset": offsets,
-    }
+    return CompletionLogprobs(
+        tokens=[entry.token for entry in entries],
+        token_logprobs=[entry.logprob for entry in entries],
+        top_logprobs=tops,
+        text_offset=offsets,
+    )
 
 
 def text_length(entries: Sequence[TokenLogprob]) -> int:
@@ -47,24 +47,22 @@ def text_length(entries: Sequence[TokenLogprob]) -> int:
     return sum(len(entry.token) for entry in entries)
 
 
-def chat_logprobs(entries: Sequence[TokenLogprob]) -> dict[str, Any]:
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> ChatLogprobs:
     """Chat ``logprobs``: ``{"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}``
     (a chat reply has no prompt tokens, so every logprob is a number)."""
-    return {
-        "content": [
-            {
-                "token": entry.token,
-                "logprob": entry.logprob,
-                "bytes": entry.bytes,
-                "top_logprobs": [
-                    {"token": top.token, "logprob": top.logprob, "bytes": top.bytes}
-                    for top in entry.top or []
-                ],
-            }
-            for entry in entries
-        ],
-        "refusal": None,
-    }
+    content = [
+        ChatTokenLogprob(
+            token=entry.token,
+            logprob=entry.logprob,
+            bytes=entry.bytes,
+            top_logprobs=[
+                TopTokenLogprob(token=top.token, logprob=top.logprob, bytes=top.bytes)
+                for top in entry.top or []
+            ],
+        )
+        for entry in entries
+    ]
+    return ChatLogprobs(content=content)
 
 
 def summed_usage(prompt_tokens: Sequence[int], completion_tokens: Sequence[int], n: int) -> tuple[int, int]:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmops_runtime.contract import RevisionStats, TokenCounts, latency_summary
+
 LATENCY_BUCKETS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 )  # fmt: skip
@@ -73,24 +75,6 @@ class RevisionCounters:
         )
 
 
-def quantile(buckets: list[int], q: float) -> float | None:
-    """Estimate a latency quantile from bucket counts, interpolating linearly as Prometheus does."""
-    total = sum(buckets)
-    if total == 0:
-        return None
-    rank = q * total
-    cumulative = 0
-    for i, count in enumerate(buckets):
-        if count and cumulative + count >= rank:
-            if i >= len(LATENCY_BUCKETS_S):
-                return LATENCY_BUCKETS_S[-1]
-            lower = LATENCY_BUCKETS_S[i - 1] if i > 0 else 0.0
-            upper = LATENCY_BUCKETS_S[i]
-            return lower + (upper - lower) * (rank - cumulative) / count
-        cumulative += count
-    return LATENCY_BUCKETS_S[-1]
-
-
 Deltas = dict[str, RevisionCounters]
 
 
@@ -120,25 +104,15 @@ def merge_health(reports: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str
     return merged
 
 
-def revision_json(counters: RevisionCounters) -> dict[str, Any]:
-    cumulative = 0
-    buckets = []
-    for bound, count in zip([*LATENCY_BUCKETS_S, math.inf], counters.buckets, strict=True):
-        cumulative += count
-        buckets.append({"le": "+Inf" if math.isinf(bound) else bound, "count": cumulative})
-    return {
-        "requests": counters.requests,
-        "errors": counters.errors,
-        "codes": dict(sorted(counters.codes.items())),
-        "latency_seconds": {
-            "buckets": buckets,
-            "sum": counters.latency_sum,
-            "count": counters.requests,
-            "p50": quantile(counters.buckets, 0.5),
-            "p95": quantile(counters.buckets, 0.95),
-        },
-        "tokens": {"prompt": counters.prompt_tokens, "completion": counters.completion_tokens},
-    }
+def revision_stats(counters: RevisionCounters) -> RevisionStats:
+    """One revision's entry of GET /stats (health fields are filled in from the merged breaker states)."""
+    return RevisionStats(
+        requests=counters.requests,
+        errors=counters.errors,
+        codes=dict(sorted(counters.codes.items())),
+        latency_seconds=latency_summary(LATENCY_BUCKETS_S, counters.buckets, counters.latency_sum),
+        tokens=TokenCounts(prompt=counters.prompt_tokens, completion=counters.completion_tokens),
+    )
 
 
 def _label(value: str) -> str:

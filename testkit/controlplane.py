@@ -15,15 +15,9 @@ Two ways to act as someone other than the admin:
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import ctypes
-import datetime
-import ipaddress
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,18 +25,18 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from testkit.pki import CertificateAuthority, KeyPair, b64, key_pem
+from testkit.process import Component, ControlPlaneError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "bin" / "current"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
 # The KubeRay CRDs lmops works with. RayJob and RayCronJob (2 MB more schema) are left out: lmops never uses
@@ -51,10 +45,6 @@ KUBERAY_CRDS = ("ray.io_rayclusters.yaml", "ray.io_rayservices.yaml")
 SERVICE_CIDR = "10.0.0.0/24"
 # Enough for real garbage collection and namespace deletion; more would only burn the 2 shared cores.
 CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
-
-
-class ControlPlaneError(RuntimeError):
-    """A component failed to start or a command against the control plane failed."""
 
 
 class BinariesMissing(ControlPlaneError):
@@ -82,173 +72,7 @@ def free_port() -> int:
 # --- certificates -------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KeyPair:
-    cert_pem: bytes
-    key_pem: bytes
-
-    def write(self, directory: Path, stem: str) -> tuple[Path, Path]:
-        cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
-        cert.write_bytes(self.cert_pem)
-        key.write_bytes(self.key_pem)
-        key.chmod(0o600)
-        return cert, key
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-class CertificateAuthority:
-    """A throwaway CA for the serving certificate and the client certificates (CN = user, O = groups)."""
-
-    def __init__(self) -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lmops-test-ca")])
-        now = datetime.datetime.now(datetime.UTC)
-        self._cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.cert_pem = self._cert.public_bytes(serialization.Encoding.PEM)
-
-    def issue(
-        self,
-        common_name: str,
-        *,
-        organizations: Sequence[str] = (),
-        server_names: Sequence[str] = (),
-        server_ips: Sequence[str] = (),
-    ) -> KeyPair:
-        key = ec.generate_private_key(ec.SECP256R1())
-        attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-        now = datetime.datetime.now(datetime.UTC)
-        server = bool(server_names or server_ips)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attributes))
-            .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-        )
-        if server:
-            sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
-            sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(self._key, hashes.SHA256())
-        return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 # --- processes ----------------------------------------------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the test process dies without tearing down."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class Component:
-    """One control-plane process with its log file, so a failed start can show why."""
-
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, grace_s: float = 10.0) -> None:
-        proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace_s)
-
-    def wait_until(self, check: Callable[[], bool], timeout_s: float, what: str) -> None:
-        """Poll ``check`` until true; fail fast with the log tail if the process exits or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        last_error = ""
-        while time.monotonic() < deadline:
-            if not self.running():
-                code = self.process.returncode if self.process else None
-                raise ControlPlaneError(
-                    f"{self.name} exited (code {code}) before {what}. Log tail ({self.log_path}):\n"
-                    + self.log_tail()
-                )
-            try:
-                if check():
-                    return
-            except (OSError, urllib.error.URLError, ControlPlaneError) as exc:
-                last_error = str(exc)
-            time.sleep(0.2)
-        raise ControlPlaneError(
-            f"{self.name}: {what} not reached within {timeout_s:.0f}s (last error: {last_error or 'none'}). "
-            f"Log tail ({self.log_path}):\n{self.log_tail()}"
-        )
 
 
 # --- the control plane --------------------------------------------------------------------------------------
@@ -370,7 +194,7 @@ class ControlPlane:
         )
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         sa_key_path = self.workdir / "sa.key"
-        sa_key_path.write_bytes(_key_pem(sa_key))
+        sa_key_path.write_bytes(key_pem(sa_key))
         sa_pub_path = self.workdir / "sa.pub"
         sa_pub_path.write_bytes(
             sa_key.public_key().public_bytes(
@@ -452,7 +276,7 @@ class ControlPlane:
 
     @staticmethod
     def _user_from_pair(pair: KeyPair) -> dict[str, Any]:
-        return {"client-certificate-data": _b64(pair.cert_pem), "client-key-data": _b64(pair.key_pem)}
+        return {"client-certificate-data": b64(pair.cert_pem), "client-key-data": b64(pair.key_pem)}
 
     def _write_kubeconfig_file(self, path: Path, user: Mapping[str, Any], namespace: str = "default") -> Path:
         config = {
@@ -463,7 +287,7 @@ class ControlPlane:
                     "name": "lmops-test",
                     "cluster": {
                         "server": self.server,
-                        "certificate-authority-data": _b64(self.ca_path.read_bytes()),
+                        "certificate-authority-data": b64(self.ca_path.read_bytes()),
                     },
                 }
             ],

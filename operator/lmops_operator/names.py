@@ -1,4 +1,7 @@
-"""Names and labels of everything the operator creates, kept within Kubernetes' and KubeRay's limits."""
+"""Names, labels and paths of everything the operator creates, kept within Kubernetes' and KubeRay's limits.
+
+Below both ``planning`` (which decides) and ``builders`` (which renders objects): both need the same names.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "lmops"
 # KubeRay sets this label to "true" on pods whose Serve proxy is ready to take traffic.
 RAY_SERVE_LABEL = "ray.io/serve"
+# Where the API-key Secret is mounted in Ray pods (builders) and read by the Router (its serve config).
+API_KEYS_MOUNT_PATH = "/etc/lmops/api-keys"
 
 
 def _shorten(name: str, limit: int) -> str:

@@ -16,7 +16,7 @@ import httpx
 from ray import serve
 
 from lmops_runtime import config as contract
-from lmops_runtime.router.deployment import REVISION_HEADER
+from lmops_runtime.contract import REVISION_HEADER
 
 
 @dataclass
