@@ -29,7 +29,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("lmops_runtime.engine",),
     ("lmops_runtime.router", "lmops_runtime.model_server"),
     ("lmops_runtime.app", "lmops_runtime.local"),
-    # The operator: API types, the names of what it creates, pure builders and planning, then I/O.
+    # The operator: the images a release publishes, API types, the names of what it creates, pure builders
+    # and planning, then I/O.
+    ("lmops_operator.images",),
     ("lmops_operator.settings", "lmops_operator.observability"),
     ("lmops_operator.api",),
     ("lmops_operator.names",),

@@ -23,8 +23,8 @@ import yaml
 
 from lmops_operator import images
 from lmops_operator.settings import Settings
+from testkit.controlplane import REPO_ROOT
 from tests.support.chart import helm, render
-from tests.support.controlplane import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "release.yml"
 ACTIONLINT = REPO_ROOT / ".cache" / "tools" / "actionlint"
