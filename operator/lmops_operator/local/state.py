@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from lmops_runtime.local import state_dir
+from lmops_runtime.local_env import state_dir
 
 STATE_FILE = "local-model.json"
 
