@@ -294,8 +294,9 @@ def down(args: argparse.Namespace) -> int:
 
     try:
         state = store.load()
-    except ValueError as exc:  # a damaged state file: say so, and remove it with the rest
+    except ValueError as exc:  # a damaged state file: say so, and remove it
         print(f"note: {exc}", file=sys.stderr)
+        store.remove()
         state = None
     try:
         local = runtime_local.connect_existing()

@@ -1,9 +1,10 @@
 """``lmops rollout status|promote|abort|restart|undo|history NAME``: kubectl-style rollout controls.
 
-Everything goes through the API server with the current kubeconfig, and only through what ``kubectl`` can
-do as well: promote/abort/restart set a control annotation (``lmops.io/promote`` ...) that the operator
-acts on once and removes; ``undo`` writes an earlier revision's model, serving and resource fields back into
-the spec from its ControllerRevision, which the operator then rolls out like any other change.
+On a cluster everything goes through the API server with the current kubeconfig, and only through what
+``kubectl`` can do as well: promote/abort/restart set a control annotation (``lmops.io/promote`` ...) that
+the operator acts on once and removes; ``undo`` writes an earlier revision's model, serving and resource
+fields back into the spec from its ControllerRevision, which the operator then rolls out like any other
+change. The model ``lmops up`` serves gets the same commands from ``rollout_local``; ``_either`` picks.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from lmops_operator.api import LanguageModelSpec, LanguageModelStatus, ModelSpec
-from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, request_patch
+from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, read_controls, request_patch
 from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL
 
 EXIT_FAILED = 1
@@ -181,7 +183,7 @@ def _get(kube: Any, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
-def _parse(obj: Mapping[str, Any]) -> tuple[LanguageModelSpec, LanguageModelStatus]:
+def parse_object(obj: Mapping[str, Any]) -> tuple[LanguageModelSpec, LanguageModelStatus]:
     spec = LanguageModelSpec.model_validate(obj.get("spec") or {})
     try:
         status = LanguageModelStatus.model_validate(obj.get("status") or {})
@@ -199,12 +201,16 @@ def _controller_revisions(kube: Any, namespace: str, name: str) -> list[dict[str
     return sorted(items, key=lambda r: int(r.get("revision") or 0))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    kube, namespace = _connect(args)
+def watch_status(
+    args: argparse.Namespace,
+    read: Callable[[], tuple[LanguageModelSpec, LanguageModelStatus]],
+    wait: Callable[[], None],
+) -> int:
+    """Print the status (again whenever it changes, with -w) until the rollout ends or ``--timeout``."""
     deadline = time.monotonic() + args.timeout
     last: list[str] = []
     while True:
-        spec, status = _parse(_get(kube, namespace, args.name))
+        spec, status = read()
         lines = describe(args.name, spec, status)
         if lines != last:
             if args.watch and last:
@@ -219,7 +225,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         if time.monotonic() > deadline:
             print(f"still progressing after {args.timeout:.0f} s", file=sys.stderr)
             return EXIT_FAILED
-        time.sleep(WATCH_PERIOD_S)
+        wait()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    kube, namespace = _connect(args)
+    return watch_status(
+        args, lambda: parse_object(_get(kube, namespace, args.name)), lambda: time.sleep(WATCH_PERIOD_S)
+    )
 
 
 def _control(key: str, verb: str) -> Callable[[argparse.Namespace], int]:
@@ -236,45 +249,70 @@ def _control(key: str, verb: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def history_lines(rows: Sequence[tuple[int, str, str, str]], status: LanguageModelStatus) -> list[str]:
+    """The table of ``lmops rollout history``: (number, revision, created, source) rows, roles from status."""
+    lines = [f"{'REVISION':<9} {'NAME':<12} {'ROLE':<8} {'CREATED':<21} SOURCE"]
+    for number, rev, created, source in rows:
+        role = {status.stable_revision: "stable", status.canary_revision: "canary"}.get(rev, "")
+        if not role and rev == status.fallback_revision:
+            role = "warm"
+        lines.append(f"{number:<9} {rev:<12} {role:<8} {created:<21} {source}")
+    return lines
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     kube, namespace = _connect(args)
-    _, status = _parse(_get(kube, namespace, args.name))
+    _, status = parse_object(_get(kube, namespace, args.name))
     revisions = _controller_revisions(kube, namespace, args.name)
     if not revisions:
         print(f"no revisions recorded for {args.name}")
         return 0
-    print(f"{'REVISION':<9} {'NAME':<12} {'ROLE':<8} {'CREATED':<21} SOURCE")
-    for obj in revisions:
-        rev = _revision_name(obj)
-        role = {status.stable_revision: "stable", status.canary_revision: "canary"}.get(rev, "")
-        if not role and rev == status.fallback_revision:
-            role = "warm"
-        created = str((obj.get("metadata") or {}).get("creationTimestamp", ""))
-        source = ((obj.get("data") or {}).get("model") or {}).get("source", "")
-        print(f"{obj.get('revision', ''):<9} {rev:<12} {role:<8} {created:<21} {source}")
+    rows = [
+        (
+            int(obj.get("revision") or 0),
+            _revision_name(obj),
+            str((obj.get("metadata") or {}).get("creationTimestamp", "")),
+            str(((obj.get("data") or {}).get("model") or {}).get("source", "")),
+        )
+        for obj in revisions
+    ]
+    print("\n".join(history_lines(rows, status)))
     return 0
 
 
-def cmd_undo(args: argparse.Namespace) -> int:
-    from lmops_operator.k8s.resources import LANGUAGE_MODEL
+def undo_patch(
+    spec: Mapping[str, Any], revisions: Sequence[Mapping[str, Any]], to_revision: int | None
+) -> tuple[Mapping[str, Any], dict[str, Any] | None]:
+    """The ControllerRevision-shaped revision to restore and the merge patch that restores it into ``spec``
+    (None when the spec is at that revision already)."""
     from lmops_operator.planning.revision import revision_name
 
-    kube, namespace = _connect(args)
-    obj = _get(kube, namespace, args.name)
-    spec, _ = _parse(obj)
-    current = revision_name(spec)
-    chosen = pick_revision(_controller_revisions(kube, namespace, args.name), current, args.to_revision)
+    current = revision_name(LanguageModelSpec.model_validate(spec))
+    chosen = pick_revision(revisions, current, to_revision)
     wanted = _revision_name(chosen)
     if wanted == current:
-        print(f"languagemodel.lmops.io/{args.name} already at revision {chosen.get('revision')} ({wanted})")
-        return 0
+        return chosen, None
     patch = spec_patch_from_revision(chosen.get("data") or {})
-    restored = LanguageModelSpec.model_validate(apply_merge_patch(obj.get("spec") or {}, patch["spec"]))
+    restored = LanguageModelSpec.model_validate(apply_merge_patch(spec, patch["spec"]))
     if revision_name(restored) != wanted:
         raise RolloutError(
             f"restoring revision {chosen.get('revision')} would give revision {revision_name(restored)}, not "
             f"{wanted}: its ControllerRevision was written by another operator version"
         )
+    return chosen, patch
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from lmops_operator.k8s.resources import LANGUAGE_MODEL
+
+    kube, namespace = _connect(args)
+    obj = _get(kube, namespace, args.name)
+    revisions = _controller_revisions(kube, namespace, args.name)
+    chosen, patch = undo_patch(obj.get("spec") or {}, revisions, args.to_revision)
+    wanted = _revision_name(chosen)
+    if patch is None:
+        print(f"languagemodel.lmops.io/{args.name} already at revision {chosen.get('revision')} ({wanted})")
+        return 0
     kube.merge_patch(LANGUAGE_MODEL.item(namespace, args.name), patch)
     print(f"languagemodel.lmops.io/{args.name} rolled back to revision {chosen.get('revision')} ({wanted})")
     return 0
@@ -295,8 +333,66 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
+def _either(
+    cluster: Callable[[argparse.Namespace], int], local: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    """The local model's command when ``rollout_local.local_model`` picks it, else the cluster's."""
+
+    def run(args: argparse.Namespace) -> int:
+        from lmops_operator.commands import rollout_local
+        from lmops_operator.commands.errors import NO_KUBECONFIG, explain
+
+        if rollout_local.local_model(args) is not None:
+            return local(args)
+        if args.kubeconfig is not None and not Path(args.kubeconfig).is_file():
+            raise RolloutError(f"{args.kubeconfig}: no such kubeconfig file")
+        try:
+            return cluster(args)
+        except Exception as exc:
+            if explain(exc) != NO_KUBECONFIG or args.kubeconfig is not None:
+                raise
+            raise RolloutError(
+                f"{NO_KUBECONFIG}; no local model named {args.name} runs either (`lmops up FILE` serves one)"
+            ) from None
+
+    return _guarded(run)
+
+
+def _local_control(verb: str, key: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from lmops_operator.commands import rollout_local
+
+        return rollout_local.control(args, read_controls({key: verb}), verb)
+
+    return run
+
+
+def _local(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from lmops_operator.commands import rollout_local
+
+        handler: Callable[[argparse.Namespace], int] = getattr(rollout_local, name)
+        return handler(args)
+
+    return run
+
+
+DESCRIPTION = """Follow and steer a LanguageModel's rollout, as `kubectl rollout` does for a Deployment.
+
+Where: the model `lmops up` serves on this machine when one of that name runs and neither --kubeconfig
+nor --namespace is given (or with --local); otherwise the cluster of the kubeconfig ($KUBECONFIG,
+~/.kube/config), where promote, abort and restart set an annotation the operator acts on. Locally there
+is no operator running, so they act at once and follow the rollout to its end, printing each step
+(handed to `lmops up` instead while it rolls the model out); status -w carries on a rollout nobody drives."""
+
+
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("rollout", help="watch and steer rollouts (like kubectl rollout)")
+    parser = subparsers.add_parser(
+        "rollout",
+        help="follow and steer rollouts, on a cluster or on this machine (like kubectl rollout)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.set_defaults(handler=lambda _: parser.print_help() or 2)
     sub = parser.add_subparsers(dest="rollout_command", required=True)
 
@@ -304,12 +400,18 @@ def register(subparsers: Any) -> None:
         p.add_argument("name", help="LanguageModel name")
         p.add_argument("-n", "--namespace", default=None, help="namespace (default: the kubeconfig's)")
         p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG or ~/.kube)")
+        p.add_argument(
+            "--local",
+            action="store_true",
+            help="the model `lmops up` serves on this machine (the default when one of that name runs and "
+            "neither --kubeconfig nor --namespace is given)",
+        )
 
     status = sub.add_parser("status", help="show rollout progress; -w follows it until it finishes")
     common(status)
     status.add_argument("-w", "--watch", action="store_true", help="follow until promoted or aborted")
     status.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch (default 3600)")
-    status.set_defaults(handler=_guarded(cmd_status))
+    status.set_defaults(handler=_either(cmd_status, _local("status")))
     for verb, key, text in (
         ("promote", PROMOTE, "skip the remaining canary steps (forces an aborted rollout through)"),
         ("abort", ABORT, "send all traffic back to the stable revision and stop the rollout"),
@@ -317,11 +419,11 @@ def register(subparsers: Any) -> None:
     ):
         p = sub.add_parser(verb, help=text)
         common(p)
-        p.set_defaults(handler=_guarded(_control(key, verb)))
+        p.set_defaults(handler=_either(_control(key, verb), _local_control(verb, key)))
     history = sub.add_parser("history", help="list the recorded revisions")
     common(history)
-    history.set_defaults(handler=_guarded(cmd_history))
+    history.set_defaults(handler=_either(cmd_history, _local("history")))
     undo = sub.add_parser("undo", help="roll back to the previous (or a given) revision's model")
     common(undo)
     undo.add_argument("--to-revision", type=int, default=None, help="revision number (see history)")
-    undo.set_defaults(handler=_guarded(cmd_undo))
+    undo.set_defaults(handler=_either(cmd_undo, _local("undo")))
