@@ -39,12 +39,15 @@ API server and one parsed from a file in local mode mean the same thing.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from lmops_operator.api import metadata as meta_rules
 
 GROUP = "lmops.io"
 VERSION = "v1alpha1"
@@ -61,6 +64,13 @@ MAX_NAME_LENGTH = 40
 NAME_TOO_LONG = (
     f"metadata.name must be at most {MAX_NAME_LENGTH} characters (it prefixes the names of the RayService "
     "and its Services)"
+)
+# The name is the Service users call (``planning.names.service_name``), and a Service name is an RFC 1035
+# label: stricter than the RFC 1123 subdomain the API server asks of a custom resource's name.
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_NOT_DNS1035 = (
+    "metadata.name must start with a lowercase letter and hold only lowercase letters, digits and '-', "
+    "ending in a letter or digit (it names the model's Service, an RFC 1035 label)"
 )
 
 Task = Literal["generate", "classify", "embed"]
@@ -1015,7 +1025,8 @@ class LanguageModelStatus(_StatusModel):
 
 
 class ObjectMeta(BaseModel):
-    """The metadata the operator reads; everything else is kept as is."""
+    """The metadata the operator reads; everything else is kept as is. What the API server checks of it
+    (``api.metadata``) is checked here too, so local mode refuses what a cluster refuses."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
@@ -1026,13 +1037,61 @@ class ObjectMeta(BaseModel):
     resource_version: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    generate_name: str | None = None
+    finalizers: list[str] | None = None
+    owner_references: list[dict[str, Any]] | None = None
 
     @field_validator("name")
     @classmethod
     def _short_name(cls, name: str) -> str:
+        _server_rule(meta_rules.dns1123_subdomain(name))
         if len(name) > MAX_NAME_LENGTH:
             raise ValueError(NAME_TOO_LONG)
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(NAME_NOT_DNS1035)
         return name
+
+    @field_validator("generate_name")
+    @classmethod
+    def _generate_name(cls, prefix: str | None) -> str | None:
+        _server_rule(meta_rules.generate_name(prefix) if prefix is not None else [])
+        return prefix
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str | None) -> str | None:
+        _server_rule(meta_rules.dns1123_label(namespace) if namespace is not None else [])
+        return namespace
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        _server_rule(meta_rules.check_labels(labels or {}))
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, annotations: dict[str, str] | None) -> dict[str, str] | None:
+        _server_rule(meta_rules.check_annotations(annotations or {}))
+        return annotations
+
+    @field_validator("finalizers")
+    @classmethod
+    def _finalizers(cls, finalizers: list[str] | None) -> list[str] | None:
+        _server_rule(meta_rules.check_finalizers(finalizers or []))
+        return finalizers
+
+    @field_validator("owner_references")
+    @classmethod
+    def _owner_references(cls, refs: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        _server_rule(meta_rules.check_owner_references(refs or []))
+        return refs
+
+
+def _server_rule(problems: list[str]) -> None:
+    """Refuse a metadata field the API server would refuse (``api.metadata``), naming every problem."""
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class LanguageModel(_ApiModel):
@@ -1045,6 +1104,7 @@ class LanguageModel(_ApiModel):
                 NAME_TOO_LONG,
                 None,
             ),
+            (f"self.metadata.name.matches('{NAME_PATTERN}')", NAME_NOT_DNS1035, None),
         )
     )
 
