@@ -1,5 +1,6 @@
 """``metadata`` the API server refuses, and metadata it accepts, shared by the unit tests (local mode and
-``lmops render`` must agree) and the control-plane tests (the real API server, which defines the rules).
+``lmops render`` must agree) and the control-plane tests (tests/controlplane/test_api_validation.py: the
+real API server, which defines the rules).
 
 Each case is merged into ``base_object``'s metadata. ``path`` is the field both name; ``message`` a substring
 of both messages. A namespace is not checked on the object (the server answers 404 for a namespace that does
