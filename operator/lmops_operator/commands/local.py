@@ -331,11 +331,20 @@ def _port(value: str) -> int:
     return number
 
 
+UP_DESCRIPTION = (
+    "Serve the LanguageModel in FILE on a Ray on this machine, no Kubernetes needed: start Ray (or reuse the "
+    "one a previous `lmops up` started), deploy the model as the operator would on a cluster, wait until it "
+    "serves and print its endpoint. Run it again on a changed FILE and the new revision rolls out per the "
+    "file's spec.rollout, each step printed. `lmops rollout ... NAME` follows and steers it; `lmops down` "
+    "stops everything."
+)
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "up",
         help="serve a LanguageModel file on a local Ray (and roll out changes to it)",
-        description=__doc__,
+        description=UP_DESCRIPTION,
     )
     parser.add_argument("file", help="YAML with one LanguageModel (and optionally ConfigMaps it refers to)")
     parser.add_argument("--port", type=_port, default=None, help=f"HTTP port (default {DEFAULT_PORT})")
