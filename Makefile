@@ -10,13 +10,18 @@ EXAMPLE ?= examples/tiny.yaml
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# A first run spends minutes here; each step says what it does, so a newcomer knows it is working.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
-	touch $@
+	@echo "[$$(date +%T)] Creating the virtualenv $(VENV) with $(PYTHON) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@echo "[$$(date +%T)] Installing lmops and its dependencies into $(VENV) (torch, transformers, Ray, kopf, ...;" \
+		"about 2 GB, several minutes the first time) ..."
+	@$(BIN)/pip install --quiet -e '.[test,bench]'
+	@touch $@
+	@echo "[$$(date +%T)] Installed."
 
 .PHONY: install
 install: $(STAMP) ## Create the virtualenv and install lmops with every extra
@@ -34,6 +39,10 @@ up: $(STAMP) ## Local mode: serve the tiny example LanguageModel on a local Ray 
 down: $(STAMP) ## Stop what `make up` started
 	$(BIN)/lmops down
 
+.PHONY: fresh-home-smoke
+fresh-home-smoke: $(STAMP) ## `make up` + `make down` with a new empty HOME and no caller environment (run by `make test`)
+	bash hack/fresh-home-smoke.sh
+
 .PHONY: crds
 crds: $(STAMP) ## Regenerate crds/ and the chart's copy from the pydantic models
 	$(BIN)/lmops crds
@@ -46,9 +55,10 @@ lint: $(STAMP) ## ruff, mypy and the CRD drift check
 	$(BIN)/lmops crds --check
 
 .PHONY: test
-test: ## Install everything, then run lint and every test tier (kind is skipped with a reason where no Docker runs)
+test: ## Install everything, then run lint, the fresh-home `make up` smoke and every test tier (kind skipped without Docker)
 	$(MAKE) -j2 $(STAMP) binaries
 	$(MAKE) lint
+	$(MAKE) fresh-home-smoke
 	$(BIN)/pytest tests
 
 .PHONY: bench

@@ -210,7 +210,11 @@ class Result:
 
 def start_ray(attempts: int = 3, **kwargs: Any) -> None:
     """``ray.init`` with retries: Ray gives its raylet a fixed 30 s to register, which a machine shared with
-    other jobs sometimes misses; a second attempt on a fresh session normally succeeds."""
+    other jobs sometimes misses; a second attempt on a fresh session normally succeeds. The token is lmops'
+    own, as for ``lmops up`` (``lmops_runtime.local_env``), never one from the home directory."""
+    from lmops_runtime.local_env import use_local_token
+
+    use_local_token()
     import ray
 
     for attempt in range(1, attempts + 1):

@@ -33,6 +33,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from lmops_runtime import config as contract
 from lmops_runtime.contract import HTTP_PORT
+from lmops_runtime.local_env import use_local_token
 from lmops_runtime.router import stats_actor
 
 STATE_FILE = "local-ray.json"
@@ -104,15 +105,10 @@ def _alive(local: LocalRay) -> bool:
 def _connect(address: str, attempts: int = 3) -> None:
     """Attach this driver to a running head; retried because a just-started GCS may still be warming up.
 
-    ``ray start`` turns Ray 2.60's token auth on when a token exists (``~/.ray/auth_token``), but
-    ``ray.init`` with an explicit address does not look for one; this applies the same rule first, so
-    driver and head agree (the same thing ``ray.init(address="auto")`` does, which would pick any cluster).
+    The head was started with lmops' token (``local_env``); ``ray.init`` with an explicit address looks for
+    no token by itself, so the driver is pointed at the same one first.
     """
-    from ray._private.authentication.authentication_token_setup import (
-        maybe_enable_token_auth_if_token_available,
-    )
-
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    use_local_token()
     for attempt in range(attempts):
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -133,6 +129,7 @@ def start_local_ray(num_cpus: int | None = None, *, persistent: bool = True) -> 
     """
     if ray.is_initialized():
         return LocalRay(address=ray.get_runtime_context().gcs_address)
+    use_local_token()  # the head, its workers and this driver share lmops' token (see local_env)
     if not persistent:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
         return LocalRay(address=ray.get_runtime_context().gcs_address, owned=True)
@@ -167,10 +164,16 @@ def start_local_ray(num_cpus: int | None = None, *, persistent: bool = True) -> 
     return local
 
 
+def recorded() -> LocalRay | None:
+    """The head ``lmops up`` left running, without attaching to it; None if there is none."""
+    existing = _read_state()
+    return existing if existing is not None and _alive(existing) else None
+
+
 def connect_existing() -> LocalRay | None:
     """Connect to the head ``lmops up`` left running (for ``status``/``down``); None if there is none."""
-    existing = _read_state()
-    if existing is None or not _alive(existing):
+    existing = recorded()
+    if existing is None:
         return None
     if not ray.is_initialized():
         _connect(existing.address)

@@ -21,6 +21,7 @@ from lmops_operator.api.crd import CRD_NAME
 from testkit.controlplane import ControlPlane
 from tests.support.languagemodel_cases import INVALID_CASES, InvalidCase, base_object
 from tests.support.languagemodel_strategies import valid_specs
+from tests.support.metadata_cases import INVALID_METADATA, VALID_METADATA, MetadataCase
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -190,3 +191,37 @@ def test_generated_specs_round_trip_through_the_server(
     except ApiException as exc:
         pytest.fail(f"server rejected a spec the models accept: {exc.body}\n{json.dumps(raw)}")
     assert load_language_model(returned).spec == LanguageModelSpec.model_validate(raw)
+
+
+# ---- metadata: the API server's own rules, one table with local mode (tests/support/metadata_cases.py) ----
+
+
+@pytest.mark.parametrize("case", INVALID_METADATA, ids=lambda c: c.id)
+def test_the_server_refuses_the_metadata_local_mode_refuses(
+    controlplane: ControlPlane, namespace: str, objects: client.CustomObjectsApi, case: MetadataCase
+) -> None:
+    body = case.object()
+    if case.path == "metadata.namespace":  # the rule a namespace's name must meet, where it is checked
+        result = controlplane.kubectl(
+            "create", "namespace", body["metadata"]["namespace"], "--dry-run=server", check=False
+        )
+        assert result.returncode != 0 and case.message in result.stderr, result.stderr
+        return
+    message = _rejection(objects, namespace, body)
+    assert case.message in message and case.path in message, message
+
+
+@pytest.mark.parametrize("case", VALID_METADATA, ids=lambda c: c.id)
+def test_the_server_accepts_the_metadata_local_mode_accepts(
+    controlplane: ControlPlane, namespace: str, objects: client.CustomObjectsApi, case: MetadataCase
+) -> None:
+    body = case.object()
+    target = body["metadata"].setdefault("namespace", namespace)
+    if target != namespace:
+        controlplane.kubectl("create", "namespace", target)
+    try:
+        created = _create(objects, target, body, dry_run=True)
+    finally:
+        if target != namespace:
+            controlplane.kubectl("delete", "namespace", target, "--wait=false", check=False)
+    assert created["metadata"]["name"] == body["metadata"]["name"]

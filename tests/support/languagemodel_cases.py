@@ -287,4 +287,11 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         "metadata.name must be at most 40 characters",
         cel=True,
     ),
+    InvalidCase(
+        "name-not-a-service-name",
+        {"metadata": {"name": "model.v2"}},
+        "metadata.name",
+        "it names the model's Service, an RFC 1035 label",
+        cel=True,
+    ),
 )

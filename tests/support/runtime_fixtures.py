@@ -50,9 +50,16 @@ def _isolated_lmops_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
 
 @pytest.fixture(scope="session")
 def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One local Ray (2 CPUs, no dashboard) for the session; Serve and Ray are shut down afterwards."""
+    """One local Ray (2 CPUs, no dashboard) for the session; Serve and Ray are shut down afterwards.
+
+    Its token is lmops' own, made in the session's temporary directory as ``lmops up`` makes it in its
+    state directory (``lmops_runtime.local_env``): nothing is read from or written to the home directory.
+    """
     import os
 
+    from lmops_runtime.local_env import use_local_token
+
+    use_local_token(tmp_path_factory.getbasetemp() / "ray-auth")
     import ray
     from ray import serve
 

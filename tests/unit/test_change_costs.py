@@ -16,7 +16,7 @@ import pytest
 from lmops_operator.api import LanguageModelSpec
 from lmops_operator.api.changes import CHANGE_KEY, EXPLAIN, Change, get_path, leaves, submodel
 from lmops_operator.api.crd import structural_schema
-from lmops_operator.commands.rollout import apply_merge_patch, spec_patch_from_revision
+from lmops_operator.commands.rollout_view import apply_merge_patch, spec_patch_from_revision
 from lmops_operator.planning.revision import REVISION_FIELDS, revision_data, revision_name
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator" / "lmops_operator"

@@ -12,6 +12,7 @@ from lmops_operator.api.annotations import ABORT, PROMOTE, RESTART, Controls, co
 from lmops_operator.api.models import LanguageModelSpec
 from lmops_operator.api.status import AnalysisResult, LanguageModelStatus, RolloutStatus
 from lmops_operator.commands import rollout as cli
+from lmops_operator.commands import rollout_view as view
 from lmops_operator.planning.revision import revision_data, revision_name
 from tests.unit.rollout_helpers import T0
 
@@ -34,8 +35,8 @@ VARIANTS = [
 def test_undo_patch_restores_the_exact_revision(old: dict[str, Any], new: dict[str, Any]) -> None:
     old_spec = LanguageModelSpec.model_validate({**BASE, **old})
     current = {**BASE, **new, "autoscaling": {"maxReplicas": 3}}
-    patch = cli.spec_patch_from_revision(revision_data(old_spec))
-    restored = LanguageModelSpec.model_validate(cli.apply_merge_patch(current, patch["spec"]))
+    patch = view.spec_patch_from_revision(revision_data(old_spec))
+    restored = LanguageModelSpec.model_validate(view.apply_merge_patch(current, patch["spec"]))
     assert revision_name(restored) == revision_name(old_spec)
     assert restored.autoscaling.max_replicas == 3  # fields outside the revision are left alone
 
@@ -45,13 +46,13 @@ def test_pick_revision() -> None:
         {"metadata": {"labels": {"lmops.io/revision": name}}, "revision": n}
         for n, name in ((1, "r1"), (2, "r2"), (3, "r3"))
     ]
-    assert cli.pick_revision(revs, "r3", None)["revision"] == 2
-    assert cli.pick_revision(revs, "r2", None)["revision"] == 3
-    assert cli.pick_revision(revs, "r3", 1)["revision"] == 1
-    with pytest.raises(cli.RolloutError):
-        cli.pick_revision(revs, "r3", 9)
-    with pytest.raises(cli.RolloutError):
-        cli.pick_revision(revs[:1], "r1", None)
+    assert view.pick_revision(revs, "r3", None)["revision"] == 2
+    assert view.pick_revision(revs, "r2", None)["revision"] == 3
+    assert view.pick_revision(revs, "r3", 1)["revision"] == 1
+    with pytest.raises(view.RolloutError):
+        view.pick_revision(revs, "r3", 9)
+    with pytest.raises(view.RolloutError):
+        view.pick_revision(revs[:1], "r1", None)
 
 
 def test_describe_and_finished() -> None:
@@ -72,16 +73,16 @@ def test_describe_and_finished() -> None:
             max_error_rate=0.05,
         ),
     )
-    text = "\n".join(cli.describe("m", spec, status))
+    text = "\n".join(view.describe("m", spec, status))
     assert "canary:  b at 10%" in text and "step 1/2" in text and "failed checks 1/2" in text
     assert "Fail for b: 30 requests, 10.0% errors" in text and "maxErrorRate 0.05" in text
-    assert cli.finished(spec, status) == (False, False)
+    assert view.finished(spec, status) == (False, False)
     aborted = status.model_copy(
         update={"rollout": RolloutStatus(revision="b", state="Aborted"), "canary_revision": None}
     )
-    assert cli.finished(spec, aborted) == (True, False)
+    assert view.finished(spec, aborted) == (True, False)
     done = LanguageModelStatus(phase="Ready", stable_revision="b")
-    assert cli.finished(spec, done) == (True, True)
+    assert view.finished(spec, done) == (True, True)
 
 
 def test_annotations_round_trip() -> None:
@@ -140,7 +141,7 @@ def test_commands_send_annotations_and_undo_patch(monkeypatch: pytest.MonkeyPatc
     assert cli._control(PROMOTE, "promote")(_args()) == 0
     assert kube.patches[-1][0] == PATH and PROMOTE in kube.patches[-1][1]["metadata"]["annotations"]
     assert cli.cmd_undo(_args(to_revision=None)) == 0
-    restored = cli.apply_merge_patch(new, kube.patches[-1][1]["spec"])
+    restored = view.apply_merge_patch(new, kube.patches[-1][1]["spec"])
     assert revision_name(LanguageModelSpec.model_validate(restored)) == revision_name(old)
     assert cli.cmd_history(_args()) == 0
     out = capsys.readouterr().out

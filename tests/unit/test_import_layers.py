@@ -24,7 +24,7 @@ SOURCES = {
 # Lowest first. Modules of one layer may import each other (the cycle check still applies).
 LAYERS: list[tuple[str, ...]] = [
     # The contract between operator and runtime: pydantic models, names, ports; no Ray, no Kubernetes.
-    ("lmops_runtime.config", "lmops_runtime.contract"),
+    ("lmops_runtime.config", "lmops_runtime.contract", "lmops_runtime.local_env"),
     ("lmops_runtime.protocol", "lmops_runtime.tiny", "lmops_runtime.sources", "lmops_runtime.loading"),
     ("lmops_runtime.engine",),
     ("lmops_runtime.router", "lmops_runtime.model_server"),
@@ -47,9 +47,14 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 # The runtime images: the operator's image holds the runtime's contract and no Ray, so the operator may
-# import only the contract of the runtime; local mode runs the runtime in-process and may start it.
-OPERATOR_MAY_IMPORT = ("lmops_runtime.config", "lmops_runtime.contract")
-LOCAL_MODE = ("lmops_operator.local.reconciler", "lmops_operator.commands.local")
+# import only the contract of the runtime (and local_env, stdlib only: where local mode keeps its state and
+# Ray token); local mode runs the runtime in-process and may start it.
+OPERATOR_MAY_IMPORT = ("lmops_runtime.config", "lmops_runtime.contract", "lmops_runtime.local_env")
+LOCAL_MODE = (
+    "lmops_operator.local.reconciler",
+    "lmops_operator.commands.local",
+    "lmops_operator.commands.rollout_local",
+)
 FORBIDDEN_IN_RUNTIME = ("kubernetes", "kopf", "lmops_operator")
 
 

@@ -12,15 +12,18 @@ import pytest
 from lmops_operator.api.status import AnalysisResult, LanguageModelStatus
 from lmops_operator.cli import main
 from lmops_operator.commands import local as cli
+from lmops_runtime.local_env import AUTH_VARIABLES
 
 
 @pytest.fixture(autouse=True)
-def _ray_auth_mode_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``up`` and ``down`` set RAY_AUTH_MODE for their process; here it must not outlive the test, or a later
-    test's Ray head starts with token auth its driver does not expect. (monkeypatch restores only what it
-    changed: setenv records the variable's prior state, delenv then clears it for the test.)"""
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.delenv("RAY_AUTH_MODE")
+def _ray_auth_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up`` and ``down`` point Ray's auth variables at their state directory's token; here that must not
+    outlive the test, or a later test's Ray would look for a token the test's temporary directory took
+    away. (monkeypatch restores only what it changed: setenv records the variable's prior state, delenv
+    then clears it for the test.)"""
+    for name in AUTH_VARIABLES:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 def test_read_manifests_picks_the_model_and_its_configmaps(tmp_path: Path) -> None:

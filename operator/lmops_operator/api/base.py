@@ -32,6 +32,13 @@ NAME_TOO_LONG = (
     f"metadata.name must be at most {MAX_NAME_LENGTH} characters (it prefixes the names of the RayService "
     "and its Services)"
 )
+# The name is the Service users call (``names.service_name``), and a Service name is an RFC 1035 label:
+# stricter than the RFC 1123 subdomain the API server asks of a custom resource's name.
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_NOT_DNS1035 = (
+    "metadata.name must start with a lowercase letter and hold only lowercase letters, digits and '-', "
+    "ending in a letter or digit (it names the model's Service, an RFC 1035 label)"
+)
 
 Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]

@@ -41,13 +41,16 @@ same thing.
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from lmops_operator.api import metadata as meta_rules
 from lmops_operator.api.base import (
     MAX_NAME_LENGTH,
+    NAME_NOT_DNS1035,
+    NAME_PATTERN,
     NAME_TOO_LONG,
     ApiModel,
     object_default,
@@ -142,7 +145,8 @@ class LanguageModelSpec(ApiModel):
 
 
 class ObjectMeta(BaseModel):
-    """The metadata the operator reads; everything else is kept as is."""
+    """The metadata the operator reads; everything else is kept as is. What the API server checks of it
+    (``api.metadata``) is checked here too, so local mode refuses what a cluster refuses."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
@@ -153,15 +157,69 @@ class ObjectMeta(BaseModel):
     resource_version: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    generate_name: str | None = None
+    finalizers: list[str] | None = None
+    owner_references: list[dict[str, Any]] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        _server_rule(meta_rules.dns1123_subdomain(name))
+        return name
+
+    @field_validator("generate_name")
+    @classmethod
+    def _generate_name(cls, prefix: str | None) -> str | None:
+        _server_rule(meta_rules.generate_name(prefix) if prefix is not None else [])
+        return prefix
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, namespace: str | None) -> str | None:
+        _server_rule(meta_rules.dns1123_label(namespace) if namespace is not None else [])
+        return namespace
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str] | None) -> dict[str, str] | None:
+        _server_rule(meta_rules.check_labels(labels or {}))
+        return labels
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, annotations: dict[str, str] | None) -> dict[str, str] | None:
+        _server_rule(meta_rules.check_annotations(annotations or {}))
+        return annotations
+
+    @field_validator("finalizers")
+    @classmethod
+    def _finalizers(cls, finalizers: list[str] | None) -> list[str] | None:
+        _server_rule(meta_rules.check_finalizers(finalizers or []))
+        return finalizers
+
+    @field_validator("owner_references")
+    @classmethod
+    def _owner_references(cls, refs: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        _server_rule(meta_rules.check_owner_references(refs or []))
+        return refs
 
 
-NAME_RULE = Rule(field("metadata.name").size().le(MAX_NAME_LENGTH), NAME_TOO_LONG)
+def _server_rule(problems: list[str]) -> None:
+    """Refuse a metadata field the API server would refuse (``api.metadata``), naming every problem."""
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+NAME_RULES = (
+    Rule(field("metadata.name").size().le(MAX_NAME_LENGTH), NAME_TOO_LONG),
+    Rule(field("metadata.name").matches(NAME_PATTERN), NAME_NOT_DNS1035),
+)
 
 
 class LanguageModel(ApiModel):
     """A language model served on Ray Serve by KubeRay: revisions, canary rollout, autoscaling, failover."""
 
-    model_config = ConfigDict(json_schema_extra=cel_schema([NAME_RULE]))
+    model_config = ConfigDict(json_schema_extra=cel_schema(NAME_RULES))
 
     api_version: Literal["lmops.io/v1alpha1"] = Field("lmops.io/v1alpha1", description="lmops.io/v1alpha1.")
     kind: Literal["LanguageModel"] = Field("LanguageModel", description="LanguageModel.")
@@ -172,6 +230,6 @@ class LanguageModel(ApiModel):
     @field_validator("metadata")
     @classmethod
     def _short_name(cls, metadata: ObjectMeta) -> ObjectMeta:
-        """NAME_RULE, checked here so that an error names metadata, as the API server's does."""
-        check([NAME_RULE], SimpleNamespace(metadata=metadata))
+        """NAME_RULES, checked here so that an error names metadata, as the API server's does."""
+        check(NAME_RULES, SimpleNamespace(metadata=metadata))
         return metadata

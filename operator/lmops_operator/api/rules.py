@@ -5,11 +5,13 @@ which has no API server, enforces the same rule through a pydantic validator. Bo
 so they cannot drift: ``to_cel`` gives the CEL text, ``holds`` evaluates the same tree on a model.
 
 Only what the rules need is here: field paths (camelCase, as in CEL), ``has``, comparisons with literals
-or other fields, ``!``, ``&&``, ``||``, the conditional ``? :`` and ``strictly_increasing`` for lists.
+or other fields, ``matches``, ``!``, ``&&``, ``||``, the conditional ``? :`` and ``strictly_increasing``
+for lists.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -114,6 +116,10 @@ class Path:
 
     def is_in(self, options: Sequence[Literal_]) -> Expr:
         return self._compare("in", list(options), lambda a, b: a in b)
+
+    def matches(self, pattern: str) -> Expr:
+        """A string field matching a regular expression (CEL ``matches``: RE2, unanchored; anchor it)."""
+        return Expr(f"{self.cel}.matches({_literal(pattern)})", lambda m: re.search(pattern, self.value(m)))
 
 
 def field(dotted: str) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 from datetime import UTC, datetime
@@ -135,11 +134,21 @@ def curl_example(base: str, name: str, task: str) -> str:
 
 
 def up(args: argparse.Namespace) -> int:
-    try:
-        return _up(args)
-    except UsageError as exc:
-        print(f"lmops up: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    from lmops_operator.local import controls
+    from lmops_operator.local import state as store
+
+    # One process drives the local model's rollout at a time (``local.controls``).
+    with controls.driving(store.state_path()) as mine:
+        try:
+            if not mine:
+                raise UsageError(
+                    "another lmops command is rolling the local model out right now: wait until it ends "
+                    "(or stop it with Ctrl-C), then run this again"
+                )
+            return _up(args)
+        except UsageError as exc:
+            print(f"lmops up: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -212,9 +221,10 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _ray_env() -> None:
-    """Ray reads RAY_AUTH_MODE when it is imported; the head ``lmops up`` starts uses token auth (Ray 2.60's
-    default), so the driver must say so before anything imports ray."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    """Ray reads its auth settings when it is imported: point them at lmops' token (``local_env``) first."""
+    from lmops_runtime.local_env import use_local_token
+
+    use_local_token()
 
 
 class LocalUpError(Exception):
@@ -239,7 +249,11 @@ def _reconcile(
     try:
         reconciler.apply(manifest, http_port=port, host=host, config_maps=config_maps)
         verb = "Deploying" if fresh else "Reconciling"
-        print(f"{verb} {lm.metadata.name} ({lm.spec.model.source}) ...", flush=True)
+        print(
+            f"{verb} {lm.metadata.name} ({lm.spec.model.source}): Serve starts a replica per revision, "
+            "which loads the model (a minute or so the first time) ...",
+            flush=True,
+        )
         step = reconciler.run(timeout_s=args.timeout, on_step=StepPrinter())
     except LocalRolloutError as exc:
         raise LocalUpError(str(exc)) from None
@@ -277,10 +291,18 @@ def down(args: argparse.Namespace) -> int:
     _ray_env()
     from lmops_operator.local import state as store
     from lmops_runtime import local as runtime_local
-    from lmops_runtime.config import state_dir
 
-    state = store.load()
-    local = runtime_local.connect_existing()
+    try:
+        state = store.load()
+    except ValueError as exc:  # a damaged state file: say so, and remove it
+        print(f"note: {exc}", file=sys.stderr)
+        store.remove()
+        state = None
+    try:
+        local = runtime_local.connect_existing()
+    except Exception as exc:  # e.g. a head that no longer admits this driver: stop its processes anyway
+        print(f"note: cannot attach to the local Ray ({type(exc).__name__}); stopping its processes")
+        local = runtime_local.recorded()
     if local is None and state is None:
         print("Nothing is running locally.")
         return 0
@@ -288,7 +310,7 @@ def down(args: argparse.Namespace) -> int:
         runtime_local.shutdown(local)
         print("Stopped the local Ray.")
     store.remove()
-    runtime_state = state_dir() / runtime_local.STATE_FILE
+    runtime_state = store.state_path().with_name(runtime_local.STATE_FILE)
     runtime_state.unlink(missing_ok=True)
     if state is not None:
         print(f"Forgot local model {state.name}.")
@@ -309,11 +331,20 @@ def _port(value: str) -> int:
     return number
 
 
+UP_DESCRIPTION = (
+    "Serve the LanguageModel in FILE on a Ray on this machine, no Kubernetes needed: start Ray (or reuse the "
+    "one a previous `lmops up` started), deploy the model as the operator would on a cluster, wait until it "
+    "serves and print its endpoint. Run it again on a changed FILE and the new revision rolls out per the "
+    "file's spec.rollout, each step printed. `lmops rollout ... NAME` follows and steers it; `lmops down` "
+    "stops everything."
+)
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "up",
         help="serve a LanguageModel file on a local Ray (and roll out changes to it)",
-        description=__doc__,
+        description=UP_DESCRIPTION,
     )
     parser.add_argument("file", help="YAML with one LanguageModel (and optionally ConfigMaps it refers to)")
     parser.add_argument("--port", type=_port, default=None, help=f"HTTP port (default {DEFAULT_PORT})")

@@ -24,6 +24,7 @@ from typing import Any
 from lmops_operator.api import LanguageModel, LanguageModelStatus, load_language_model
 from lmops_operator.api.annotations import Controls
 from lmops_operator.api.status import QualityGateResult
+from lmops_operator.local import controls as local_controls
 from lmops_operator.local import state as store
 from lmops_operator.metrics_source import read_router_stats
 from lmops_operator.planning import status as st
@@ -170,6 +171,8 @@ class LocalReconciler:
 
     def reconcile(self, controls: Controls | None = None) -> LocalStep:
         state = self.state()
+        # Controls another process asked for (``lmops rollout promote`` while this one drives the loop).
+        controls = local_controls.merged(controls, local_controls.take(self.path or store.state_path()))
         now = self.now()
         lm = load_language_model({**state.manifest, "status": state.status or None})
         previous = lm.status or LanguageModelStatus()
