@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The vLLM engine's own environment (its torch pin conflicts with the transformers engine's): see hack/.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 EXAMPLE ?= examples/tiny.yaml
 
 .DEFAULT_GOAL := help
@@ -20,6 +23,12 @@ $(STAMP): pyproject.toml
 
 .PHONY: install
 install: $(STAMP) ## Create the virtualenv and install lmops with every extra
+
+$(VLLM_STAMP): pyproject.toml hack/vllm-venv.sh
+	PYTHON=$(PYTHON) bash hack/vllm-venv.sh $(VLLM_VENV)
+
+.PHONY: install-vllm
+install-vllm: $(VLLM_STAMP) ## Create the vLLM (CPU) virtualenv the vLLM test tier runs in (~8 min, ~6 GB)
 
 .PHONY: binaries
 binaries: ## Build the pinned kube-apiserver, etcd, kube-controller-manager, kubectl and helm (cached)
@@ -46,9 +55,14 @@ lint: $(STAMP) ## ruff, mypy and the CRD drift check
 
 .PHONY: test
 test: ## Install everything, then run lint and every test tier (kind is skipped with a reason where no Docker runs)
-	$(MAKE) -j2 $(STAMP) binaries
+	$(MAKE) -j3 $(STAMP) binaries $(VLLM_STAMP)
 	$(MAKE) lint
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --ignore=tests/vllm
+	$(MAKE) test-vllm
+
+.PHONY: test-vllm
+test-vllm: $(VLLM_STAMP) ## The vLLM tier in its own venv: the OpenAI parity tests and tests/vllm on the vLLM engine
+	$(VLLM_VENV)/bin/pytest tests/vllm tests/runtime/test_openai_parity.py
 
 .PHONY: bench
 bench: $(STAMP) binaries ## Run the benchmarks and write docs/benchmarks.md

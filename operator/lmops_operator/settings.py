@@ -1,8 +1,8 @@
 """Operator settings, read once from the environment (the Helm chart sets exactly these variables).
 
 LMOPS_WATCH_NAMESPACES, LMOPS_ALLOWED_SOURCES, LMOPS_ALLOW_TRUST_REMOTE_CODE, LMOPS_DEFAULT_RUNTIME_IMAGE,
-LMOPS_PEERING_NAME, LMOPS_LOG_LEVEL, and LMOPS_PROMETHEUS_URL (canary metrics from Prometheus instead of
-the Router's /stats).
+LMOPS_DEFAULT_VLLM_RUNTIME_IMAGE (GPU), LMOPS_DEFAULT_VLLM_CPU_RUNTIME_IMAGE, LMOPS_PEERING_NAME,
+LMOPS_LOG_LEVEL, and LMOPS_PROMETHEUS_URL (canary metrics from Prometheus instead of the Router's /stats).
 
 Policy (allowed sources, trustRemoteCode) lives here rather than in the CRD because it belongs to the
 platform team running the operator, not to the teams writing LanguageModels.
@@ -29,6 +29,9 @@ def _package_version() -> str:
 
 
 DEFAULT_RUNTIME_IMAGE = f"{RUNTIME_IMAGE_REPOSITORY}:{_package_version()}"
+# vLLM cannot share an image with the transformers engine (torch pins), so it has its own image variants.
+DEFAULT_VLLM_RUNTIME_IMAGE = f"{DEFAULT_RUNTIME_IMAGE}-vllm"
+DEFAULT_VLLM_CPU_RUNTIME_IMAGE = f"{DEFAULT_RUNTIME_IMAGE}-vllm-cpu"
 
 
 class SettingsError(ValueError):
@@ -58,6 +61,8 @@ class Settings:
     allowed_sources: tuple[str, ...] = ()
     allow_trust_remote_code: bool = False
     default_runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    default_vllm_runtime_image: str = DEFAULT_VLLM_RUNTIME_IMAGE
+    default_vllm_cpu_runtime_image: str = DEFAULT_VLLM_CPU_RUNTIME_IMAGE
     peering_name: str | None = None
     log_level: str = "INFO"
     prometheus_url: str | None = None
@@ -66,6 +71,14 @@ class Settings:
     def clusterwide(self) -> bool:
         """Empty LMOPS_WATCH_NAMESPACES means every namespace."""
         return not self.watch_namespaces
+
+    def default_image(self, engine: str, gpus: int) -> str:
+        """The image for a LanguageModel without spec.runtime.image: engine vllm gets a vLLM variant (GPU or
+        CPU by runtime.gpus); auto and transformers get the default image (auto then serves on whatever
+        engine that image has)."""
+        if engine == "vllm":
+            return self.default_vllm_runtime_image if gpus > 0 else self.default_vllm_cpu_runtime_image
+        return self.default_runtime_image
 
     def source_allowed(self, source: str) -> bool:
         """A source is allowed when no prefixes are configured or it starts with one of them."""
@@ -85,6 +98,10 @@ class Settings:
                 "LMOPS_ALLOW_TRUST_REMOTE_CODE", env.get("LMOPS_ALLOW_TRUST_REMOTE_CODE"), False
             ),
             default_runtime_image=env.get("LMOPS_DEFAULT_RUNTIME_IMAGE", "").strip() or DEFAULT_RUNTIME_IMAGE,
+            default_vllm_runtime_image=env.get("LMOPS_DEFAULT_VLLM_RUNTIME_IMAGE", "").strip()
+            or DEFAULT_VLLM_RUNTIME_IMAGE,
+            default_vllm_cpu_runtime_image=env.get("LMOPS_DEFAULT_VLLM_CPU_RUNTIME_IMAGE", "").strip()
+            or DEFAULT_VLLM_CPU_RUNTIME_IMAGE,
             peering_name=env.get("LMOPS_PEERING_NAME", "").strip() or None,
             log_level=level,
             prometheus_url=env.get("LMOPS_PROMETHEUS_URL", "").strip() or None,

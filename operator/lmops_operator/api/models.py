@@ -11,6 +11,7 @@ Spec layout (camelCase on the wire, snake_case in Python)::
         quantization         none | int8 (dynamic, CPU only)
         maxSequenceLength, trustRemoteCode
         labels               classify only (required there)
+        engine               auto | vllm | transformers
         generation           strategy greedy|sample|beam, temperature, topK, topP, numBeams, maxNewTokens
       runtime:               where replicas run
         image, gpus, gpuResourceName, gpuType, nodeSelector, tolerations, cpu, memory
@@ -67,6 +68,7 @@ Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantization = Literal["none", "int8"]
 Strategy = Literal["greedy", "sample", "beam"]
+Engine = Literal["auto", "vllm", "transformers"]
 RolloutStrategy = Literal["Canary", "Immediate"]
 QualityMetric = Literal["accuracy", "perplexity"]
 Phase = Literal[
@@ -236,6 +238,11 @@ class ModelSpec(_ApiModel):
                 "int8 dynamic quantization needs dtype auto or float32",
                 ".quantization",
             ),
+            (
+                "self.engine != 'vllm' || (self.task == 'generate' && self.quantization == 'none')",
+                "engine vllm serves task generate without int8 quantization",
+                ".engine",
+            ),
         )
     )
 
@@ -291,6 +298,14 @@ class ModelSpec(_ApiModel):
         json_schema_extra=_object_default(GenerationSpec),
     )
 
+    engine: Engine = Field(
+        "auto",
+        description="Inference engine. vllm: vLLM (paged KV cache, continuous batching, prefix caching, "
+        "tensor parallel over runtime.gpus), task generate only, on the vLLM runtime image; transformers: "
+        "the portable engine for every task; auto: vLLM for generate where the runtime image has it, else "
+        "transformers. Changing it rolls out a new revision.",
+    )
+
     @model_validator(mode="after")
     def _task_rules(self) -> ModelSpec:
         if self.task == "classify" and self.labels is None:
@@ -301,6 +316,8 @@ class ModelSpec(_ApiModel):
             raise ValueError("labels must be unique")
         if self.quantization == "int8" and self.dtype not in ("auto", "float32"):
             raise ValueError("int8 dynamic quantization needs dtype auto or float32")
+        if self.engine == "vllm" and (self.task != "generate" or self.quantization != "none"):
+            raise ValueError("engine vllm serves task generate without int8 quantization")
         return self
 
 

@@ -288,8 +288,9 @@ def plan(lm: LanguageModel, observed: Observed, settings: Settings) -> Plan:
         serve_config = build_serve_config(lm, decision, data, target_revision=target)
     except ValueError as exc:  # a quantity the API pattern admits but no replica can be sized from
         raise PolicyViolation("InvalidResources", f"cannot size replicas: {exc}") from exc
-    image = runtime_image(lm, settings.default_runtime_image)
-    ray_service = build_ray_service(lm, serve_config, data.values(), settings.default_runtime_image)
+    default_image = settings.default_image(spec.model.engine, spec.runtime.gpus)
+    image = runtime_image(lm, default_image)
+    ray_service = build_ray_service(lm, serve_config, data.values(), default_image)
     standby_view = st.read_ray_service(observed.standby_ray_service)
     standby = plan_standby(lm, ray_service, view, observed.standby_ray_service, standby_view, observed.now)
 

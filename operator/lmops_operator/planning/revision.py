@@ -41,6 +41,7 @@ def runtime_model_spec(spec: LanguageModelSpec) -> contract.ModelSpec:
             num_beams=generation.num_beams if generation.num_beams is not None else DEFAULT_NUM_BEAMS,
             max_new_tokens=generation.max_new_tokens,
         ),
+        engine=model.engine,
     )
 
 
@@ -50,8 +51,12 @@ def revision_data(spec: LanguageModelSpec) -> dict[str, Any]:
         max_batch_size=spec.serving.max_batch_size,
         batch_wait_timeout_s=spec.serving.batch_wait_timeout_milliseconds / 1000.0,
     )
+    model = runtime_model_spec(spec).model_dump(mode="json", exclude_none=True)
+    if model["engine"] == "auto":
+        # Omitted, so revisions stored before spec.model.engine existed keep their names (no re-rollout).
+        del model["engine"]
     return {
-        "model": runtime_model_spec(spec).model_dump(mode="json", exclude_none=True),
+        "model": model,
         "batching": batching.model_dump(mode="json"),
         "resources": {
             "cpu": spec.runtime.cpu,
@@ -75,10 +80,16 @@ def revision_name(spec: LanguageModelSpec) -> str:
 
 
 def server_args(model_name: str, revision: str, data: Mapping[str, Any]) -> contract.ServerArgs:
-    """Rebuild a revision's ServerArgs from its stored data (validated by the contract models)."""
+    """Rebuild a revision's ServerArgs from its stored data (validated by the contract models).
+
+    A vLLM revision shards its model over all of a replica's GPUs (tensor parallel).
+    """
+    model = contract.ModelSpec.model_validate(data["model"])
+    gpus = int(data.get("resources", {}).get("gpus", 0))
     return contract.ServerArgs(
         model_name=model_name,
         revision=revision,
-        model=contract.ModelSpec.model_validate(data["model"]),
+        model=model,
         batching=contract.BatchingConfig.model_validate(data.get("batching", {})),
+        tensor_parallel_size=max(1, gpus) if model.engine == "vllm" else 1,
     )

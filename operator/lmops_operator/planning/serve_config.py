@@ -39,6 +39,26 @@ def actor_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def tensor_parallel_placement(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Placement of a vLLM replica that shards its model over several GPUs, else nothing.
+
+    The replica actor takes the first bundle with its CPUs and memory; vLLM's Ray executor starts one worker
+    per GPU bundle. STRICT_PACK keeps all of them on one node: KubeRay's worker pod holds exactly
+    runtime.gpus GPUs, one replica per pod, so the group fits one pod and never spans two.
+    """
+    model, resources = data["model"], data["resources"]
+    gpus = int(resources.get("gpus", 0))
+    if model.get("engine") != "vllm" or gpus < 2:
+        return {}
+    options = actor_options(resources)
+    first = {"CPU": options["num_cpus"], "GPU": 1, "memory": options["memory"]}
+    return {
+        "ray_actor_options": {**options, "num_gpus": 0},
+        "placement_group_bundles": [first] + [{"GPU": 1} for _ in range(gpus - 1)],
+        "placement_group_strategy": "STRICT_PACK",
+    }
+
+
 def router_config(
     lm: LanguageModel, decision: TrafficDecision, target_revision: str
 ) -> contract.RouterConfig:
@@ -107,6 +127,7 @@ def server_app(
                 },
                 "health_check_period_s": HEALTH_CHECK_PERIOD_S,
                 "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
+                **tensor_parallel_placement(data),
             }
         ],
     }
