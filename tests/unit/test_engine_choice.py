@@ -1,4 +1,4 @@
-"""spec.model.engine: validation, revisions, the image and the tensor-parallel placement the operator renders."""
+"""spec.model.engine: validation, revisions, the image and the serve config's tensor-parallel placement."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
 
+from lmops_operator.api import InvalidLanguageModel
 from lmops_operator.planning.plan import Observed, plan
 from lmops_operator.planning.revision import revision_data, revision_name
 from lmops_operator.settings import Settings
@@ -47,7 +47,7 @@ def test_engine_auto_keeps_the_revision_of_a_spec_without_the_field() -> None:
     ],
 )
 def test_engine_vllm_serves_generate_without_int8(change: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError, match="engine vllm serves task generate"):
+    with pytest.raises(InvalidLanguageModel, match="engine vllm serves task generate"):
         model(merge(example("tiny"), {"spec": change}))
 
 
