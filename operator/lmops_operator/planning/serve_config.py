@@ -102,6 +102,20 @@ def router_app(lm: LanguageModel, config: contract.RouterConfig) -> dict[str, An
     }
 
 
+def _stable_args(args: contract.ServerArgs) -> dict[str, Any]:
+    """A revision's args as JSON, leaving out fields added later while they hold their defaults.
+
+    Serve restarts an application whose args change: without this, upgrading the operator would restart the
+    replicas of every deployed revision although nothing they run changed.
+    """
+    dumped = args.model_dump(mode="json")
+    if dumped["tensor_parallel_size"] == 1:
+        del dumped["tensor_parallel_size"]
+    if dumped["model"]["engine"] == "auto":
+        del dumped["model"]["engine"]
+    return dumped
+
+
 def server_app(
     lm: LanguageModel, revision: str, data: Mapping[str, Any], *, keep_warm: bool
 ) -> dict[str, Any]:
@@ -112,7 +126,7 @@ def server_app(
         "name": contract.server_app_name(revision),
         "import_path": contract.SERVER_IMPORT_PATH,
         "route_prefix": None,
-        "args": server_args(lm.metadata.name, revision, data).model_dump(mode="json"),
+        "args": _stable_args(server_args(lm.metadata.name, revision, data)),
         "deployments": [
             {
                 "name": contract.SERVER_DEPLOYMENT,
