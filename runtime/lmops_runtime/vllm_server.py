@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from lmops_runtime.config import ModelSpec, ServerArgs
+from lmops_runtime.engine_metrics import EngineMetricsPusher
 from lmops_runtime.protocol import (
     ClassifyRequest,
     ClassifyResult,
@@ -92,22 +93,27 @@ class VllmServerImpl:
             tensor_parallel_size=self.args.tensor_parallel_size,
             max_num_seqs=self.args.batching.max_batch_size,
         )
+        self._metrics = EngineMetricsPusher(self.args.model_name, self.args.revision, self.engine_stats)
 
     async def generate(self, request: GenerateRequest | dict[str, Any]) -> GenerateResult:
+        self._metrics.ensure_running()
         result: GenerateResult = await self.generator.generate(_validated(GenerateRequest, request))
         return result
 
     async def generate_stream(self, request: GenerateRequest | dict[str, Any]) -> AsyncIterator[StreamChunk]:
+        self._metrics.ensure_running()
         async for chunk in self.generator.stream(_validated(GenerateRequest, request)):
             yield chunk
 
     async def generate_batch(self, batch: GenerateBatch | dict[str, Any]) -> GenerateBatchResult:
+        self._metrics.ensure_running()
         results = await self.generator.generate_many(_validated(GenerateBatch, batch).requests)
         return GenerateBatchResult(results=results)
 
     async def generate_batch_stream(
         self, batch: GenerateBatch | dict[str, Any]
     ) -> AsyncIterator[StreamChunk]:
+        self._metrics.ensure_running()
         async for chunk in self.generator.stream_many(_validated(GenerateBatch, batch).requests):
             yield chunk
 
@@ -153,7 +159,9 @@ class VllmServerImpl:
         return self.generator.stats.snapshot()
 
     async def check_health(self) -> None:
+        self._metrics.ensure_running()
         await self.generator.check_health()
 
     def close(self) -> None:
+        self._metrics.stop()
         self.generator.close()

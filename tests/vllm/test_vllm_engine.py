@@ -18,6 +18,7 @@ import openai
 import psutil
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 
 from lmops_runtime import local
@@ -103,7 +104,7 @@ def test_many_concurrent_streams_all_complete(base_url: str) -> None:
     assert all(tokens == 16 for _, tokens in results)
 
 
-def test_engine_metrics_through_the_handle(client: openai.OpenAI) -> None:
+def test_engine_metrics_through_the_handle_stats_and_prometheus(client: openai.OpenAI, base_url: str) -> None:
     client.completions.create(model=MODEL, prompt="metrics", max_tokens=8, temperature=0)
     handle = serve.get_deployment_handle(SERVER_DEPLOYMENT, app_name=server_app_name(REVISION))
     stats = handle.engine_stats.remote().result(timeout_s=60)
@@ -112,6 +113,22 @@ def test_engine_metrics_through_the_handle(client: openai.OpenAI) -> None:
     assert stats["inter_token_latency_seconds_count"] >= 7
     assert 0.0 <= stats["kv_cache_usage_perc"] <= 1.0
     assert stats["num_requests_waiting"] >= 0
+    # The replica pushes its engine metrics; the Router reports them per revision, vLLM's names in /metrics.
+    deadline = time.monotonic() + 30
+    engine: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        engine = httpx.get(f"{base_url}/stats", timeout=30).json()["revisions"][REVISION].get("engine", {})
+        if engine.get("time_to_first_token_seconds_count", 0) >= stats["time_to_first_token_seconds_count"]:
+            break
+        time.sleep(1)
+    assert engine["replicas"] == 1 and engine["inter_token_latency_seconds_count"] >= 7
+    metrics = httpx.get(f"{base_url}/metrics", timeout=30).text
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    ttft = families["vllm:time_to_first_token_seconds"].samples
+    assert any(
+        s.name.endswith("_count") and s.labels == {"revision": REVISION} and s.value >= 1 for s in ttft
+    )
+    assert "vllm:num_requests_waiting" in families and "vllm:kv_cache_usage_perc" in families
 
 
 def test_engine_processes_end_with_the_replica(base_url: str) -> None:

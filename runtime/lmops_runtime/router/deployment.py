@@ -22,6 +22,7 @@ from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
 from lmops_runtime import config as contract
+from lmops_runtime import engine_metrics
 from lmops_runtime.protocol import (
     ClassifyRequest,
     ClassifyResult,
@@ -734,6 +735,9 @@ class Router:
         for rev, state in health.items():
             if rev in revisions:
                 revisions[rev].update(state)
+        for rev, values in (await engine_metrics.read(self.args.model_name)).items():
+            if rev in revisions:
+                revisions[rev]["engine"] = values
         body = {
             "model": self.args.model_name,
             "epoch": snapshot["epoch"],
@@ -754,4 +758,5 @@ class Router:
         text = render_prometheus(
             deltas_from_wire(snapshot["totals"]), dict(config.weights), snapshot["health"]
         )
+        text += engine_metrics.render_prometheus(await engine_metrics.read(self.args.model_name))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
