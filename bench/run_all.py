@@ -26,9 +26,12 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rollout": ("bench/rollout.py", ("rollout",)),
     "autoscaling": ("bench/autoscaling.py", ("autoscaling",)),
     "serving-gpu": ("bench/serving.py", ("serving-gpu",)),
+    # In the vLLM venv (`make install-vllm`): vLLM cannot share the main environment.
+    "serving-vllm": ("bench/serving_vllm.py", ("serving-vllm",)),
 }
-DEFAULT = ("serving", "operator", "rollout", "autoscaling")
-PAGE_ORDER = ("serving", "serving-gpu", "operator", "rollout", "autoscaling")
+DEFAULT = ("serving", "serving-vllm", "operator", "rollout", "autoscaling")
+PAGE_ORDER = ("serving", "serving-vllm", "serving-gpu", "operator", "rollout", "autoscaling")
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
 INTRO = """\
 # Benchmarks
@@ -49,7 +52,7 @@ written to `bench/out-quick/`; `--only serving` reruns one benchmark and re-rend
 
 def command(name: str, quick: bool, sizes: list[int] | None) -> list[str]:
     script = str(REPO_ROOT / BENCHMARKS[name][0])
-    args = [sys.executable, script]
+    args = [str(VLLM_PYTHON) if name == "serving-vllm" else sys.executable, script]
     if name == "serving-gpu":
         args.append("--device=cuda")
     elif quick:
