@@ -23,7 +23,8 @@ Spec layout (camelCase on the wire, snake_case in Python)::
                              upscaleDelaySeconds, downscaleDelaySeconds, scaleFromZeroTimeoutSeconds
       rollout:               strategy Canary|Immediate, steps [{weight, pauseSeconds}],
                              analysis {maxErrorRate, maxP95LatencyMilliseconds, maxLatencyRatio, minRequests,
-                             failureLimit, intervalSeconds}, autoRollback, revisionHistoryLimit,
+                             failureLimit, intervalSeconds, maxTimeToFirstTokenMilliseconds}, autoRollback,
+                             revisionHistoryLimit,
                              qualityGate {configMapRef {name, key}, metric, maxDegradation}
       failover:              keepPreviousWarm, gcsFaultTolerance {redisAddress, redisPasswordSecretRef},
                              standby {enabled, zone, switchAfterSeconds}
@@ -573,6 +574,14 @@ class AnalysisSpec(_ApiModel):
         description="Highest ratio of canary p95 latency to the stable revision's p95 in the same window "
         "(compared once both saw minRequests); unset: not compared.",
     )
+    max_time_to_first_token_milliseconds: int | None = Field(
+        None,
+        ge=1,
+        le=3600000,
+        description="Highest mean time to first token of the canary in the window, as its vLLM engine "
+        "measures it (vllm:time_to_first_token_seconds); unset, or a canary on the transformers engine "
+        "(no engine metrics): not checked.",
+    )
 
 
 class QualityGateSpec(_ApiModel):
@@ -848,6 +857,10 @@ class RevisionCounts(_StatusModel):
         description="Cumulative latency histogram counts, one per bound of latencyBoundsSeconds plus +Inf.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
+    ttft_seconds_sum: float = Field(
+        0.0, ge=0, description="Engine time to first token, summed over requests (vLLM revisions only)."
+    )
+    ttft_count: int = Field(0, ge=0, description="Requests in ttftSecondsSum.")
 
 
 class MetricsBaseline(_StatusModel):
@@ -927,6 +940,12 @@ class AnalysisResult(_StatusModel):
     stable_error_rate: float | None = Field(None, ge=0, le=1, description="Stable error rate in the window.")
     stable_p95_latency_milliseconds: float | None = Field(
         None, ge=0, description="Stable p95 latency in the window."
+    )
+    mean_time_to_first_token_milliseconds: float | None = Field(
+        None, ge=0, description="The canary's mean engine time to first token in the window (vLLM only)."
+    )
+    max_time_to_first_token_milliseconds: int | None = Field(
+        None, description="Threshold applied: spec maxTimeToFirstTokenMilliseconds."
     )
     max_error_rate: float | None = Field(None, description="Threshold applied: spec maxErrorRate.")
     max_p95_latency_milliseconds: int | None = Field(
