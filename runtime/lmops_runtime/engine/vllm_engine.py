@@ -18,11 +18,13 @@ import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lmops_runtime.config import ModelSpec
 from lmops_runtime.engine.coalesce import coalesce_chunks
+from lmops_runtime.engine.fanout import gather_or_cancel, interleave
 from lmops_runtime.engine.logprobs import TokenTexts
 from lmops_runtime.engine.params import SamplingParams, resolve_params
 from lmops_runtime.engine.prompt import prompt_token_ids
@@ -220,43 +222,14 @@ class VllmGenerator:
     async def generate_many(self, requests: list[GenerateRequest]) -> list[GenerateResult]:
         """Several generations at once (vLLM batches them); all validated first, the first failure wins."""
         prepared = [self.prepare(request) for request in requests]
-        tasks = [asyncio.ensure_future(self.generate(r, p)) for r, p in zip(requests, prepared, strict=True)]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
+        return await gather_or_cancel([self.generate(r, p) for r, p in zip(requests, prepared, strict=True)])
 
-    async def stream_many(self, requests: list[GenerateRequest]) -> AsyncIterator[StreamChunk]:
+    def stream_many(self, requests: list[GenerateRequest]) -> AsyncIterator[StreamChunk]:
         """The chunks of several streamed generations as they come, each tagged with its request's index."""
         prepared = [self.prepare(request) for request in requests]
-        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
-
-        async def pump(index: int) -> None:
-            try:
-                async for chunk in self.stream(requests[index], prepared[index], index):
-                    queue.put_nowait(chunk)
-                queue.put_nowait(None)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                queue.put_nowait(exc)
-
-        tasks = [asyncio.ensure_future(pump(index)) for index in range(len(requests))]
-        try:
-            running = len(tasks)
-            while running:
-                item = await queue.get()
-                if item is None:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return interleave(
+            [partial(self.stream, r, p, i) for i, (r, p) in enumerate(zip(requests, prepared, strict=True))]
+        )
 
     async def score(self, token_rows: list[list[int]]) -> tuple[list[float], list[int]]:
         """Teacher-forced log-likelihood of each row (vLLM's prompt logprobs), for perplexity."""
