@@ -61,8 +61,11 @@ test: ## Install everything, then run lint and every test tier (kind is skipped 
 	$(MAKE) test-vllm
 
 .PHONY: test-vllm
+# The parity module runs again on vLLM (engine auto picks it there), but for its chunk-per-token check: vLLM's
+# frontend merges tokens a slow reader has not taken yet (tests/vllm checks the chunk window instead).
 test-vllm: $(VLLM_STAMP) ## The vLLM tier in its own venv: the OpenAI parity tests and tests/vllm on the vLLM engine
-	$(VLLM_VENV)/bin/pytest tests/vllm tests/runtime/test_openai_parity.py
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/pytest tests/vllm tests/runtime/test_openai_parity.py \
+	  --deselect tests/runtime/test_openai_parity.py::test_stream_interval_merges_tokens_into_fewer_chunks_with_the_same_text
 
 .PHONY: bench
 bench: $(STAMP) binaries ## Run the benchmarks and write docs/benchmarks.md

@@ -28,6 +28,7 @@ from lmops_runtime.engine.fanout import gather_or_cancel, interleave
 from lmops_runtime.engine.logprobs import TokenTexts
 from lmops_runtime.engine.params import SamplingParams, resolve_params
 from lmops_runtime.engine.prompt import prompt_token_ids
+from lmops_runtime.engine.text import cut_at_stop
 from lmops_runtime.engine.vllm_params import prompt_log_likelihood, sampling_kwargs, steps_from_vllm
 from lmops_runtime.engine.vllm_stats import EngineStats, stat_logger_factory
 from lmops_runtime.protocol import (
@@ -147,6 +148,12 @@ class VllmGenerator:
             return None
         return self._convert(prepared.input_ids, output.prompt_logprobs, prepared.params.logprobs)
 
+    def _text(self, tokens: list[int], prepared: _Prepared) -> str:
+        """The completion's text as the transformers engine writes it: every token decoded (vLLM leaves out a
+        trailing incomplete character), then cut before the first stop sequence."""
+        text = str(self._tokenizer.decode(tokens, skip_special_tokens=True))
+        return cut_at_stop(text, prepared.params.stop)[0]
+
     @staticmethod
     def _finish_reason(reason: str | None) -> FinishReason:
         if reason in ("stop", "length"):
@@ -165,7 +172,7 @@ class VllmGenerator:
             top_n = prepared.params.logprobs
             logprobs = [] if echo_only else self._convert(tokens, completion.logprobs, top_n)
         return GenerateResult(
-            text="" if echo_only else completion.text,
+            text="" if echo_only else self._text(tokens, prepared),
             prompt_tokens=len(prepared.input_ids),
             completion_tokens=len(tokens),
             finish_reason="length" if echo_only else self._finish_reason(completion.finish_reason),
@@ -187,7 +194,8 @@ class VllmGenerator:
         prepared = prepared or self.prepare(request)
         top_n = prepared.params.logprobs
         echo_only = prepared.params.max_new_tokens == 0
-        count = 0
+        tokens: list[int] = []
+        sent = ""
         reason: FinishReason = "length"
         first = True
         async for output in self._outputs(prepared, stream=True):
@@ -202,20 +210,24 @@ class VllmGenerator:
             completion = output.outputs[0]
             if echo_only:
                 continue
-            count += len(completion.token_ids)
+            tokens += completion.token_ids
             logprobs = None
             if top_n is not None and completion.token_ids:
                 logprobs = self._convert(completion.token_ids, completion.logprobs, top_n)
             if completion.finish_reason is not None:
                 reason = self._finish_reason(completion.finish_reason)
             if completion.text or logprobs:
+                sent += completion.text
                 yield StreamChunk(text=completion.text, index=index, logprobs=logprobs)
+        # What vLLM held back at the end (a trailing incomplete character), so the stream adds up to the
+        # unary text.
+        full = "" if echo_only else self._text(tokens, prepared)
         yield StreamChunk(
-            text="",
+            text=full[len(sent) :] if full.startswith(sent) else "",
             index=index,
             finish_reason=reason,
             prompt_tokens=len(prepared.input_ids),
-            completion_tokens=count,
+            completion_tokens=len(tokens),
             logprobs=[] if top_n is not None else None,
         )
 
