@@ -68,7 +68,7 @@ test-vllm: $(VLLM_STAMP) ## The vLLM tier in its own venv: the OpenAI parity tes
 	  --deselect tests/runtime/test_openai_parity.py::test_stream_interval_merges_tokens_into_fewer_chunks_with_the_same_text
 
 .PHONY: bench
-bench: $(STAMP) binaries ## Run the benchmarks and write docs/benchmarks.md
+bench: $(STAMP) binaries $(VLLM_STAMP) ## Run the benchmarks and write docs/benchmarks.md
 	$(BIN)/python bench/run_all.py
 
 .PHONY: kind-up

@@ -46,7 +46,8 @@ Raw figures: `bench/results/*.json`.
 
 Reproduce: `make bench` (or `.venv/bin/python bench/run_all.py --quick` for a plumbing check in minutes,
 written to `bench/out-quick/`; `--only serving` reruns one benchmark and re-renders this page;
-`--device cuda` adds the GPU serving variant where a GPU exists).
+`--device cuda` adds the GPU serving variant where a GPU exists). The vLLM serving section runs in the vLLM
+virtualenv (`.venv-vllm`, `make install-vllm`): vLLM pins its own torch.
 """
 
 
