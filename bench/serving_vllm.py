@@ -157,7 +157,9 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"(bar {BARS['v/o']})",
     ]
     setup = (
-        f"Model and workload as in the serving section (preset {data['preset']}); prompt "
+        "The serving section's model (random-weight Llama-style, "
+        f"{data['preset']['num_hidden_layers']} layers, hidden {data['preset']['hidden_size']}, "
+        f"{data['preset']['num_attention_heads']} heads) and workload: prompt "
         f"{work['prompt_tokens']} tokens, max_new_tokens {work['max_new_tokens']}, greedy, medians of "
         f"{work['trials']} trials, one torch/OpenMP thread in every path. v streams through the Router "
         "with the default 50 ms chunk window."
