@@ -31,11 +31,11 @@ from lmops_runtime.engine.prompt import prompt_token_ids
 from lmops_runtime.engine.text import cut_at_stop
 from lmops_runtime.engine.vllm_params import prompt_log_likelihood, sampling_kwargs, steps_from_vllm
 from lmops_runtime.engine.vllm_stats import EngineStats, stat_logger_factory
+from lmops_runtime.loading import ModelLoadError
 from lmops_runtime.protocol import (
     FinishReason,
     GenerateRequest,
     GenerateResult,
-    InvalidRequestError,
     StreamChunk,
     TokenLogprob,
 )
@@ -70,7 +70,7 @@ class VllmGenerator:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         if spec.quantization != "none":
-            raise InvalidRequestError(
+            raise ModelLoadError(
                 "quantization int8 is the transformers engine's dynamic quantization; serve quantized "
                 "checkpoints on vLLM through their own format, or use spec.model.engine transformers"
             )
