@@ -29,9 +29,10 @@ def _package_version() -> str:
 
 
 DEFAULT_RUNTIME_IMAGE = f"{RUNTIME_IMAGE_REPOSITORY}:{_package_version()}"
-# vLLM cannot share an image with the transformers engine (torch pins), so it has its own image variants.
-DEFAULT_VLLM_RUNTIME_IMAGE = f"{DEFAULT_RUNTIME_IMAGE}-vllm"
-DEFAULT_VLLM_CPU_RUNTIME_IMAGE = f"{DEFAULT_RUNTIME_IMAGE}-vllm-cpu"
+# vLLM cannot share an image with the transformers engine (torch pins), so it has its own image variants,
+# named after the default image unless configured: <default>-vllm (CUDA) and <default>-vllm-cpu.
+VLLM_IMAGE_SUFFIX = "-vllm"
+VLLM_CPU_IMAGE_SUFFIX = "-vllm-cpu"
 
 
 class SettingsError(ValueError):
@@ -61,8 +62,8 @@ class Settings:
     allowed_sources: tuple[str, ...] = ()
     allow_trust_remote_code: bool = False
     default_runtime_image: str = DEFAULT_RUNTIME_IMAGE
-    default_vllm_runtime_image: str = DEFAULT_VLLM_RUNTIME_IMAGE
-    default_vllm_cpu_runtime_image: str = DEFAULT_VLLM_CPU_RUNTIME_IMAGE
+    default_vllm_runtime_image: str | None = None
+    default_vllm_cpu_runtime_image: str | None = None
     peering_name: str | None = None
     log_level: str = "INFO"
     prometheus_url: str | None = None
@@ -76,9 +77,11 @@ class Settings:
         """The image for a LanguageModel without spec.runtime.image: engine vllm gets a vLLM variant (GPU or
         CPU by runtime.gpus); auto and transformers get the default image (auto then serves on whatever
         engine that image has)."""
-        if engine == "vllm":
-            return self.default_vllm_runtime_image if gpus > 0 else self.default_vllm_cpu_runtime_image
-        return self.default_runtime_image
+        if engine != "vllm":
+            return self.default_runtime_image
+        if gpus > 0:
+            return self.default_vllm_runtime_image or self.default_runtime_image + VLLM_IMAGE_SUFFIX
+        return self.default_vllm_cpu_runtime_image or self.default_runtime_image + VLLM_CPU_IMAGE_SUFFIX
 
     def source_allowed(self, source: str) -> bool:
         """A source is allowed when no prefixes are configured or it starts with one of them."""
@@ -98,10 +101,9 @@ class Settings:
                 "LMOPS_ALLOW_TRUST_REMOTE_CODE", env.get("LMOPS_ALLOW_TRUST_REMOTE_CODE"), False
             ),
             default_runtime_image=env.get("LMOPS_DEFAULT_RUNTIME_IMAGE", "").strip() or DEFAULT_RUNTIME_IMAGE,
-            default_vllm_runtime_image=env.get("LMOPS_DEFAULT_VLLM_RUNTIME_IMAGE", "").strip()
-            or DEFAULT_VLLM_RUNTIME_IMAGE,
+            default_vllm_runtime_image=env.get("LMOPS_DEFAULT_VLLM_RUNTIME_IMAGE", "").strip() or None,
             default_vllm_cpu_runtime_image=env.get("LMOPS_DEFAULT_VLLM_CPU_RUNTIME_IMAGE", "").strip()
-            or DEFAULT_VLLM_CPU_RUNTIME_IMAGE,
+            or None,
             peering_name=env.get("LMOPS_PEERING_NAME", "").strip() or None,
             log_level=level,
             prometheus_url=env.get("LMOPS_PROMETHEUS_URL", "").strip() or None,

@@ -68,6 +68,12 @@ def test_the_operator_picks_the_image_from_the_engine() -> None:
     assert image({"model": {"engine": "vllm"}}) == "rt:1-vllm"
     assert image({"model": {"engine": "vllm"}, "runtime": {"gpus": 0, "gpuType": DELETE}}) == "rt:1-vllm-cpu"
     assert image({"model": {"engine": "vllm"}, "runtime": {"image": "mine:2"}}) == "mine:2"
+    derived = Settings(default_runtime_image="rt:2")
+    assert (
+        derived.default_image("vllm", 1) == "rt:2-vllm"
+        and derived.default_image("vllm", 0) == "rt:2-vllm-cpu"
+    )
+    assert Settings.from_env({"LMOPS_DEFAULT_VLLM_RUNTIME_IMAGE": "v:1"}).default_image("vllm", 2) == "v:1"
 
 
 def test_tensor_parallel_vllm_replica_gets_one_gpu_bundle_per_gpu_on_one_node() -> None:
