@@ -26,9 +26,12 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rollout": ("bench/rollout.py", ("rollout",)),
     "autoscaling": ("bench/autoscaling.py", ("autoscaling",)),
     "serving-gpu": ("bench/serving.py", ("serving-gpu",)),
+    # In the vLLM venv (`make install-vllm`): vLLM cannot share the main environment.
+    "serving-vllm": ("bench/serving_vllm.py", ("serving-vllm",)),
 }
-DEFAULT = ("serving", "operator", "rollout", "autoscaling")
-PAGE_ORDER = ("serving", "serving-gpu", "operator", "rollout", "autoscaling")
+DEFAULT = ("serving", "serving-vllm", "operator", "rollout", "autoscaling")
+PAGE_ORDER = ("serving", "serving-vllm", "serving-gpu", "operator", "rollout", "autoscaling")
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 
 INTRO = """\
 # Benchmarks
@@ -43,13 +46,14 @@ Raw figures: `bench/results/*.json`.
 
 Reproduce: `make bench` (or `.venv/bin/python bench/run_all.py --quick` for a plumbing check in minutes,
 written to `bench/out-quick/`; `--only serving` reruns one benchmark and re-renders this page;
-`--device cuda` adds the GPU serving variant where a GPU exists).
+`--device cuda` adds the GPU serving variant where a GPU exists). The vLLM serving section runs in the vLLM
+virtualenv (`.venv-vllm`, `make install-vllm`): vLLM pins its own torch.
 """
 
 
 def command(name: str, quick: bool, sizes: list[int] | None) -> list[str]:
     script = str(REPO_ROOT / BENCHMARKS[name][0])
-    args = [sys.executable, script]
+    args = [str(VLLM_PYTHON) if name == "serving-vllm" else sys.executable, script]
     if name == "serving-gpu":
         args.append("--device=cuda")
     elif quick:

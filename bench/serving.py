@@ -112,6 +112,7 @@ def serve_document(
     max_batch: int,
     cpus: int,
     stream_interval_ms: int | None = None,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     """The serve config the operator would deploy for this model's first revision, built by its planner.
 
@@ -130,7 +131,7 @@ def serve_document(
             "kind": "LanguageModel",
             "metadata": {"name": MODEL_NAME, "namespace": "default", "generation": 1},
             "spec": {
-                "model": {"source": f"file://{model_dir}", "dtype": dtype},
+                "model": {"source": f"file://{model_dir}", "dtype": dtype, "engine": engine},
                 "runtime": {
                     "gpus": 1 if device == "cuda" else 0,
                     "cpu": "1" if device == "cuda" else str(cpus),

@@ -12,8 +12,9 @@ REGISTRY = "ghcr.io/lmops"
 OPERATOR = "operator"
 RUNTIME = "runtime"
 # Runtime image variants and the suffix each appends to the release version in its tag: the CPU image
-# (torch's CPU wheels) and the CUDA one (runtime/Dockerfile's VARIANT=-gpu).
-RUNTIME_VARIANTS = {"cpu": "", "gpu": "-gpu"}
+# (torch's CPU wheels), the CUDA one (runtime/Dockerfile's VARIANT=-gpu), and vLLM's for CUDA and CPU
+# (ENGINE=vllm / vllm-cpu): vLLM pins its own torch, so it cannot share the transformers images.
+RUNTIME_VARIANTS = {"cpu": "", "gpu": "-gpu", "vllm": "-vllm", "vllm-cpu": "-vllm-cpu"}
 CHARTS = ("lmops", "lmops-stack")
 
 
@@ -25,6 +26,14 @@ def repository(image: str, registry: str = REGISTRY) -> str:
 def runtime_image(version: str, variant: str = "cpu", registry: str = REGISTRY) -> str:
     """The runtime image a release of ``version`` publishes for ``variant``."""
     return f"{repository(RUNTIME, registry)}:{version}{RUNTIME_VARIANTS[variant]}"
+
+
+def runtime_variant(engine: str, gpus: int) -> str:
+    """The runtime image variant a replica needs: vLLM's for engine vllm, else the transformers images;
+    the CUDA build where the replica has GPUs (torch's CPU wheels cannot use them)."""
+    if engine == "vllm":
+        return "vllm" if gpus > 0 else "vllm-cpu"
+    return "gpu" if gpus > 0 else "cpu"
 
 
 def chart_repository(registry: str = REGISTRY) -> str:

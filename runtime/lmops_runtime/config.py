@@ -26,6 +26,8 @@ Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantization = Literal["none", "int8"]
 Strategy = Literal["greedy", "sample", "beam"]
+#: auto: vLLM for generate where the runtime image has it, else transformers (see vllm_server.select_engine).
+Engine = Literal["auto", "vllm", "transformers"]
 
 
 def state_dir() -> Path:
@@ -70,6 +72,7 @@ class ModelSpec(_Strict):
     trust_remote_code: bool = False
     labels: list[str] | None = None
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    engine: Engine = "auto"
 
 
 class BatchingConfig(_Strict):
@@ -94,6 +97,8 @@ class ServerArgs(_Strict):
     revision: str
     model: ModelSpec
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    #: GPUs one vLLM replica shards the model over (its placement group holds one bundle per GPU).
+    tensor_parallel_size: int = Field(default=1, ge=1)
 
 
 class RouterArgs(_Strict):

@@ -62,6 +62,9 @@ class RevisionStats(_Wire):
     tokens: TokenCounts
     healthy: bool = True
     consecutive_failures: int = 0
+    # The engine's own measures on vLLM revisions, by vLLM's metric names (``engine_metrics``): gauges, and
+    # latency summaries as ``<name>_sum``/``<name>_count``; absent on the transformers engine.
+    engine: dict[str, float] | None = None
 
 
 class StatsResponse(_Wire):

@@ -73,7 +73,7 @@ def load_model(
     target = pick_device(device)
     dtype = resolve_dtype(spec.dtype, target)
     _check_quantization(spec, target, dtype)
-    tokenizer = _load_tokenizer(path, spec)
+    tokenizer = load_tokenizer(path, spec)
     model = _load_weights(path, spec, dtype)
     model.to(target)
     if spec.quantization == "int8":
@@ -133,7 +133,7 @@ def _check_quantization(spec: ModelSpec, device: torch.device, dtype: torch.dtyp
         raise ModelLoadError("quantization int8 needs float32 weights to quantize: set dtype auto or float32")
 
 
-def _load_tokenizer(path: Path, spec: ModelSpec) -> Any:
+def load_tokenizer(path: Path, spec: ModelSpec) -> Any:
     from transformers import AutoTokenizer
 
     try:

@@ -33,6 +33,7 @@ from lmops_runtime.protocol import (
     ServerInfo,
     StreamChunk,
 )
+from lmops_runtime.vllm_server import VllmServerImpl, select_engine
 
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -204,7 +205,12 @@ class ModelServer:
     """
 
     def __init__(self, args: ServerArgs | dict[str, Any]) -> None:
-        self._impl = ModelServerImpl(args)
+        validated = _validated(ServerArgs, args)
+        self._impl: ModelServerImpl | VllmServerImpl
+        if select_engine(validated.model) == "vllm":
+            self._impl = VllmServerImpl(validated)
+        else:
+            self._impl = ModelServerImpl(validated)
 
     async def generate(self, request: GenerateRequest | dict[str, Any]) -> GenerateResult:
         return await self._impl.generate(request)
@@ -236,6 +242,10 @@ class ModelServer:
 
     async def check_health(self) -> None:
         await self._impl.check_health()
+
+    async def engine_stats(self) -> dict[str, float]:
+        """The engine's own metrics (vLLM's scheduler and latencies); empty for the transformers engine."""
+        return self._impl.engine_stats() if isinstance(self._impl, VllmServerImpl) else {}
 
     def __del__(self) -> None:
         # Serve calls __del__ when it shuts a replica down; the CB thread must not outlive it.

@@ -18,7 +18,7 @@ from typing import Final
 from lmops_runtime.config import Task
 
 #: Bumped whenever a builder changes, so caches built by an older recipe are not reused.
-RECIPE_VERSION: Final = 1
+RECIPE_VERSION: Final = 2
 SEED: Final = 1234
 MAX_POSITIONS: Final = 512
 DEFAULT_LABELS: Final = ("negative", "positive")
@@ -135,8 +135,10 @@ def _save_causal_lm(dest: Path) -> None:
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        # head_dim 32: vLLM's CPU attention refuses head sizes below 32, and the same tiny model must load on
+        # both engines (builtin://tiny with engine auto serves on vLLM in a vLLM image).
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=MAX_POSITIONS,
         pad_token_id=ids["<pad>"],
         bos_token_id=ids["<s>"],

@@ -22,12 +22,15 @@ def server_app(
     num_replicas: int | None = 1,
     autoscaling: dict[str, Any] | None = None,
     max_ongoing_requests: int = 32,
+    engine: contract.Engine = "auto",
+    max_batch_size: int = 8,
 ) -> dict[str, Any]:
     source = model_dir if str(model_dir).startswith(("builtin://", "file://")) else f"file://{model_dir}"
     args = contract.ServerArgs(
         model_name=model_name,
         revision=revision,
-        model=contract.ModelSpec(source=str(source), task=task, labels=labels),
+        model=contract.ModelSpec(source=str(source), task=task, labels=labels, engine=engine),
+        batching=contract.BatchingConfig(max_batch_size=max_batch_size),
     )
     deployment: dict[str, Any] = {
         "name": contract.SERVER_DEPLOYMENT,

@@ -265,10 +265,11 @@ def test_penalties_logit_bias_and_user_through_the_openai_client(
         model=MODEL, prompt="hello", max_tokens=5, logit_bias={str(z): 100}, user="bob"
     )
     assert forced.choices[0].text == "zzzzz"
+    # Greedy decoding of the tiny model repeats one token after "Hello": the penalty must break the loop.
     penalized = client.completions.create(
-        model=MODEL, prompt="hello", max_tokens=12, temperature=0, frequency_penalty=2
+        model=MODEL, prompt="Hello", max_tokens=12, temperature=0, frequency_penalty=2
     )
-    unpenalized = client.completions.create(model=MODEL, prompt="hello", max_tokens=12, temperature=0)
+    unpenalized = client.completions.create(model=MODEL, prompt="Hello", max_tokens=12, temperature=0)
     assert penalized.choices[0].text != unpenalized.choices[0].text
     json_mode = {"messages": messages, "response_format": {"type": "json_object"}}
     response = _post(base_url, "/v1/chat/completions", json_mode)

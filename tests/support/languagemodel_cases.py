@@ -219,6 +219,13 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         cel=True,
     ),
     InvalidCase(
+        "vllm-engine-for-embed",
+        _spec(model={"engine": "vllm", "task": "embed"}),
+        "spec.model.engine",
+        "engine vllm serves task generate",
+        cel=True,
+    ),
+    InvalidCase(
         "accuracy-gate-on-generate",
         _spec(
             rollout={"qualityGate": {"configMapRef": {"name": "eval", "key": "data"}, "metric": "accuracy"}}

@@ -87,6 +87,8 @@ def repair(spec: dict[str, Any]) -> dict[str, Any]:
     if model.get("quantization") == "int8":
         model["dtype"] = "float32"
         runtime["gpus"] = 0
+    if model.get("engine") == "vllm" and (task != "generate" or model.get("quantization") == "int8"):
+        model.pop("engine")
     strategy = gen.get("strategy", "greedy")
     if strategy != "beam":
         gen.pop("numBeams", None)

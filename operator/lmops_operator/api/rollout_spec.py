@@ -68,6 +68,14 @@ class AnalysisSpec(ApiModel):
         description="Highest ratio of canary p95 latency to the stable revision's p95 in the same window "
         "(compared once both saw minRequests); unset: not compared.",
     )
+    max_time_to_first_token_milliseconds: int | None = Field(
+        None,
+        ge=1,
+        le=3600000,
+        description="Highest mean time to first token of the canary in the window, as its vLLM engine "
+        "measures it (vllm:time_to_first_token_seconds); unset, or a canary on the transformers engine "
+        "(no engine metrics): not checked.",
+    )
 
 
 class QualityGateSpec(ApiModel):

@@ -88,6 +88,10 @@ class RevisionCounts(_StatusModel):
         description="Cumulative latency histogram counts, one per bound of latencyBoundsSeconds plus +Inf.",
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
+    ttft_seconds_sum: float = Field(
+        0.0, ge=0, description="Engine time to first token, summed over requests (vLLM revisions only)."
+    )
+    ttft_count: int = Field(0, ge=0, description="Requests in ttftSecondsSum.")
 
 
 class MetricsBaseline(_StatusModel):
@@ -167,6 +171,12 @@ class AnalysisResult(_StatusModel):
     stable_error_rate: float | None = Field(None, ge=0, le=1, description="Stable error rate in the window.")
     stable_p95_latency_milliseconds: float | None = Field(
         None, ge=0, description="Stable p95 latency in the window."
+    )
+    mean_time_to_first_token_milliseconds: float | None = Field(
+        None, ge=0, description="The canary's mean engine time to first token in the window (vLLM only)."
+    )
+    max_time_to_first_token_milliseconds: int | None = Field(
+        None, description="Threshold applied: spec maxTimeToFirstTokenMilliseconds."
     )
     max_error_rate: float | None = Field(None, description="Threshold applied: spec maxErrorRate.")
     max_p95_latency_milliseconds: int | None = Field(

@@ -9,7 +9,9 @@ Rules, in order (the first that decides wins):
 4. p95 latency above maxP95LatencyMilliseconds: Fail.
 5. p95 latency above maxLatencyRatio times the stable revision's p95 in the same window (when the stable
    revision also saw minRequests): Fail.
-6. Otherwise Pass.
+6. Mean engine time to first token above maxTimeToFirstTokenMilliseconds (vLLM canaries, which report it):
+   Fail.
+7. Otherwise Pass.
 """
 
 from __future__ import annotations
@@ -38,9 +40,14 @@ def analyse(
     s = window.get(stable) if stable else None
     p95 = _ms(window.p95_seconds(canary)) if c.requests else None
     stable_p95 = _ms(window.p95_seconds(stable)) if stable and s and s.requests else None
+    ttft = _ms(c.mean_ttft_seconds)
     verdict, message = _judge(
         spec, canary, c.requests, c.errors, c.healthy, p95, s.requests if s else 0, stable_p95
     )
+    limit = spec.max_time_to_first_token_milliseconds
+    if verdict == "Pass" and limit is not None and ttft is not None and ttft > limit:
+        verdict = "Fail"
+        message = f"mean time to first token {ttft:.0f} ms exceeds maxTimeToFirstTokenMilliseconds {limit}"
     return AnalysisResult(
         revision=canary,
         requests=c.requests,
@@ -52,6 +59,8 @@ def analyse(
         stable_requests=s.requests if s else 0,
         stable_error_rate=round(s.error_rate, 6) if s and s.requests else None,
         stable_p95_latency_milliseconds=stable_p95,
+        mean_time_to_first_token_milliseconds=ttft,
+        max_time_to_first_token_milliseconds=spec.max_time_to_first_token_milliseconds,
         max_error_rate=spec.max_error_rate,
         max_p95_latency_milliseconds=spec.max_p95_latency_milliseconds,
         max_latency_ratio=spec.max_latency_ratio,

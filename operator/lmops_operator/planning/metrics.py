@@ -27,10 +27,17 @@ class RevisionMetrics:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     healthy: bool = True
+    #: vLLM revisions only: the engine's time to first token, summed over requests, and their count.
+    ttft_sum: float = 0.0
+    ttft_count: int = 0
 
     @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def mean_ttft_seconds(self) -> float | None:
+        return self.ttft_sum / self.ttft_count if self.ttft_count else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class MetricsSnapshot:
                 prompt_tokens=max(0, now.prompt_tokens - before.prompt_tokens),
                 completion_tokens=max(0, now.completion_tokens - before.completion_tokens),
                 healthy=now.healthy,
+                ttft_sum=max(0.0, now.ttft_sum - before.ttft_sum),
+                ttft_count=max(0, now.ttft_count - before.ttft_count),
             )
         return MetricsSnapshot(self.epoch, self.time, self.bounds, out)
 
@@ -85,6 +94,8 @@ class MetricsSnapshot:
                     requests=self.get(name).requests,
                     errors=self.get(name).errors,
                     latency_buckets=list(self.get(name).buckets),
+                    ttft_seconds_sum=self.get(name).ttft_sum,
+                    ttft_count=self.get(name).ttft_count,
                 )
                 for name in sorted(set(revisions))
             ],
@@ -99,7 +110,11 @@ class MetricsSnapshot:
             bounds=tuple(baseline.latency_bounds_seconds),
             revisions={
                 c.revision: RevisionMetrics(
-                    requests=c.requests, errors=c.errors, buckets=tuple(c.latency_buckets)
+                    requests=c.requests,
+                    errors=c.errors,
+                    buckets=tuple(c.latency_buckets),
+                    ttft_sum=c.ttft_seconds_sum,
+                    ttft_count=c.ttft_count,
                 )
                 for c in baseline.revisions
             },
@@ -116,6 +131,7 @@ class MetricsSnapshot:
                 bounds = rev_bounds
             elif rev_bounds != bounds:
                 raise ValueError(f"revision {name}: latency buckets differ from the other revisions")
+            engine = rev.engine or {}
             revisions[name] = RevisionMetrics(
                 requests=rev.requests,
                 errors=rev.errors,
@@ -124,6 +140,8 @@ class MetricsSnapshot:
                 prompt_tokens=rev.tokens.prompt,
                 completion_tokens=rev.tokens.completion,
                 healthy=rev.healthy,
+                ttft_sum=float(engine.get("time_to_first_token_seconds_sum", 0.0)),
+                ttft_count=int(engine.get("time_to_first_token_seconds_count", 0)),
             )
         at = now or datetime.fromtimestamp(body.now, UTC)
         return cls(epoch=body.epoch, time=at, bounds=bounds or (), revisions=revisions)

@@ -179,10 +179,9 @@ def render(
     """The Decision as objects to apply (revisions first: the RayService refers to them), plus what only a
     cluster has: the image upgrade, the standby cluster and the in-cluster endpoint."""
     name = lm.metadata.name
-    image = runtime_image(lm, settings.default_runtime_image)
-    ray_service = build_ray_service(
-        lm, decision.serve_config, decision.revision_data.values(), settings.default_runtime_image
-    )
+    default_image = settings.default_image(lm.spec.model.engine, lm.spec.runtime.gpus)
+    image = runtime_image(lm, default_image)
+    ray_service = build_ray_service(lm, decision.serve_config, decision.revision_data.values(), default_image)
     standby_view = st.read_ray_service(observed.standby_ray_service)
     standby = plan_standby(lm, ray_service, view, observed.standby_ray_service, standby_view, observed.now)
     upgrade, upgrade_events = _cluster_upgrade(lm, observed, view, image)

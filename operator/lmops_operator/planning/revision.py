@@ -39,9 +39,12 @@ def revision_data(spec: LanguageModelSpec) -> dict[str, Any]:
             value = value / tagged.per
         assert tagged.stored_as is not None  # api.changes.cost requires it for revision fields
         set_path(sections, tagged.stored_as.split("."), list(value) if isinstance(value, list) else value)
-    model = contract.ModelSpec.model_validate(sections["model"])
+    model = contract.ModelSpec.model_validate(sections["model"]).model_dump(mode="json", exclude_none=True)
+    if model["engine"] == "auto":
+        # Omitted, so revisions stored before spec.model.engine existed keep their names (no re-rollout).
+        del model["engine"]
     return {
-        "model": model.model_dump(mode="json", exclude_none=True),
+        "model": model,
         "batching": contract.BatchingConfig.model_validate(sections["batching"]).model_dump(mode="json"),
         "resources": contract.ReplicaResources.model_validate(sections["resources"]).model_dump(mode="json"),
     }
@@ -61,10 +64,16 @@ def revision_name(spec: LanguageModelSpec) -> str:
 
 
 def server_args(model_name: str, revision: str, data: Mapping[str, Any]) -> contract.ServerArgs:
-    """Rebuild a revision's ServerArgs from its stored data (validated by the contract models)."""
+    """Rebuild a revision's ServerArgs from its stored data (validated by the contract models).
+
+    A vLLM revision shards its model over all of a replica's GPUs (tensor parallel).
+    """
+    model = contract.ModelSpec.model_validate(data["model"])
+    gpus = int(data.get("resources", {}).get("gpus", 0))
     return contract.ServerArgs(
         model_name=model_name,
         revision=revision,
-        model=contract.ModelSpec.model_validate(data["model"]),
+        model=model,
         batching=contract.BatchingConfig.model_validate(data.get("batching", {})),
+        tensor_parallel_size=max(1, gpus) if model.engine == "vllm" else 1,
     )

@@ -39,6 +39,26 @@ def actor_options(resources: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def tensor_parallel_placement(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Placement of a vLLM replica that shards its model over several GPUs, else nothing.
+
+    The replica actor takes the first bundle with its CPUs and memory; vLLM's Ray executor starts one worker
+    per GPU bundle. STRICT_PACK keeps all of them on one node: KubeRay's worker pod holds exactly
+    runtime.gpus GPUs, one replica per pod, so the group fits one pod and never spans two.
+    """
+    model, resources = data["model"], data["resources"]
+    gpus = int(resources.get("gpus", 0))
+    if model.get("engine") != "vllm" or gpus < 2:
+        return {}
+    options = actor_options(resources)
+    first = {"CPU": options["num_cpus"], "GPU": 1, "memory": options["memory"]}
+    return {
+        "ray_actor_options": {**options, "num_gpus": 0},
+        "placement_group_bundles": [first] + [{"GPU": 1} for _ in range(gpus - 1)],
+        "placement_group_strategy": "STRICT_PACK",
+    }
+
+
 def router_config(
     lm: LanguageModel, decision: TrafficDecision, target_revision: str
 ) -> contract.RouterConfig:
@@ -82,6 +102,20 @@ def router_app(lm: LanguageModel, config: contract.RouterConfig) -> dict[str, An
     }
 
 
+def _stable_args(args: contract.ServerArgs) -> dict[str, Any]:
+    """A revision's args as JSON, leaving out fields added later while they hold their defaults.
+
+    Serve restarts an application whose args change: without this, upgrading the operator would restart the
+    replicas of every deployed revision although nothing they run changed.
+    """
+    dumped = args.model_dump(mode="json")
+    if dumped["tensor_parallel_size"] == 1:
+        del dumped["tensor_parallel_size"]
+    if dumped["model"]["engine"] == "auto":
+        del dumped["model"]["engine"]
+    return dumped
+
+
 def server_app(
     lm: LanguageModel, revision: str, data: Mapping[str, Any], *, keep_warm: bool
 ) -> dict[str, Any]:
@@ -92,7 +126,7 @@ def server_app(
         "name": contract.server_app_name(revision),
         "import_path": contract.SERVER_IMPORT_PATH,
         "route_prefix": None,
-        "args": server_args(lm.metadata.name, revision, data).model_dump(mode="json"),
+        "args": _stable_args(server_args(lm.metadata.name, revision, data)),
         "deployments": [
             {
                 "name": contract.SERVER_DEPLOYMENT,
@@ -107,6 +141,7 @@ def server_app(
                 },
                 "health_check_period_s": HEALTH_CHECK_PERIOD_S,
                 "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
+                **tensor_parallel_placement(data),
             }
         ],
     }

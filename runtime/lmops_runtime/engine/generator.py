@@ -7,11 +7,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, aclosing, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, TypeVar
 
 from lmops_runtime.config import BatchingConfig
 from lmops_runtime.engine.coalesce import coalesce_chunks
 from lmops_runtime.engine.continuous import ContinuousBatcher
+from lmops_runtime.engine.fanout import gather_or_cancel, interleave
 from lmops_runtime.engine.logprobs import StepLogprobs, TokenTexts
 from lmops_runtime.engine.params import SamplingParams, resolve_params
 from lmops_runtime.engine.prompt import prompt_token_ids
@@ -228,47 +230,18 @@ class TextGenerator:
         The first failure fails the call and cancels the generations still running.
         """
         prepared = [self.prepare(request) for request in requests]
-        tasks = [asyncio.ensure_future(self.generate(r, p)) for r, p in zip(requests, prepared, strict=True)]
-        try:
-            return list(await asyncio.gather(*tasks))
-        finally:
-            for task in tasks:
-                task.cancel()
+        return await gather_or_cancel([self.generate(r, p) for r, p in zip(requests, prepared, strict=True)])
 
-    async def stream_many(self, requests: list[GenerateRequest]) -> AsyncIterator[StreamChunk]:
+    def stream_many(self, requests: list[GenerateRequest]) -> AsyncIterator[StreamChunk]:
         """The chunks of several streamed generations as they come, each tagged with its request's index.
 
         Every request is validated before any starts, so a bad one fails the call before its first chunk.
         A failing generation fails the whole stream; leaving early cancels all of them.
         """
         prepared = [self.prepare(request) for request in requests]
-        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
-
-        async def pump(index: int) -> None:
-            try:
-                async for chunk in self.stream(requests[index], prepared[index], index):
-                    queue.put_nowait(chunk)
-                queue.put_nowait(None)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                queue.put_nowait(exc)
-
-        tasks = [asyncio.ensure_future(pump(index)) for index in range(len(requests))]
-        try:
-            running = len(tasks)
-            while running:
-                item = await queue.get()
-                if item is None:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    yield item
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        return interleave(
+            [partial(self.stream, r, p, i) for i, (r, p) in enumerate(zip(requests, prepared, strict=True))]
+        )
 
     def check(self) -> None:
         """Raise if the batching thread died and won't restart (the health check also runs a forward pass)."""

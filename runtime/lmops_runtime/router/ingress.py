@@ -159,5 +159,5 @@ class Router:
 
     @api.get(METRICS_PATH)
     async def metrics(self) -> Response:
-        text = await self.telemetry.prometheus(self.dispatch.config())
+        text = await self.telemetry.prometheus(self.args.model_name, self.dispatch.config())
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -17,6 +17,7 @@ from typing import Any
 from ray.serve.metrics import Counter, Histogram
 
 from lmops_runtime import config as contract_config
+from lmops_runtime import engine_metrics
 from lmops_runtime.contract import RevisionStats, StatsResponse
 from lmops_runtime.router import stats_actor
 from lmops_runtime.router.calls import cause_message
@@ -123,6 +124,9 @@ class Telemetry:
         for rev, state in snapshot["health"].items():
             if rev in revisions:
                 revisions[rev] = revisions[rev].model_copy(update=state)
+        for rev, values in (await engine_metrics.read(model)).items():
+            if rev in revisions:
+                revisions[rev] = revisions[rev].model_copy(update={"engine": values})
         return StatsResponse(
             model=model,
             epoch=snapshot["epoch"],
@@ -135,8 +139,9 @@ class Telemetry:
             revisions=revisions,
         )
 
-    async def prometheus(self, config: contract_config.RouterConfig) -> str:
+    async def prometheus(self, model: str, config: contract_config.RouterConfig) -> str:
         snapshot = await self._aggregate()
-        return render_prometheus(
+        text = render_prometheus(
             deltas_from_wire(snapshot["totals"]), dict(config.weights), snapshot["health"]
         )
+        return text + engine_metrics.render_prometheus(await engine_metrics.read(model))
