@@ -40,20 +40,39 @@ chroot_run() {
   return "${rc}"
 }
 
+# in_use REF...: note images this run uses (all.sh prunes every other localhost/lmops image from the store).
+in_use() { [ -z "${LMOPS_IMAGES_IN_USE:-}" ] || printf '%s\n' "$@" >>"${LMOPS_IMAGES_IN_USE}"; }
+
 # image_ref NAME KEY: the content-keyed reference of a built image.
 image_ref() { echo "${IMAGE_PREFIX}/$1:$2"; }
 
-# load_image NAME KEY: make containerd (namespace k8s.io) hold NAME:KEY and NAME:$IMAGE_TAG, importing an
-# OCI archive only when it does not hold this build yet.
+# load_image NAME KEY: make containerd (namespace k8s.io) hold NAME:KEY and NAME:$IMAGE_TAG. Nothing happens
+# when it holds this build already. Otherwise the image is pushed into an OCI layout kept per NAME in the cache
+# (blobs it holds already, like the runtime's dependency layers, are not copied again), and containerd is
+# handed only the blobs it lacks: a code change moves one thin layer, not gigabytes.
 load_image() {
-  local ref dev archive
+  local name=$1 ref dev layout
   ref="$(image_ref "$1" "$2")"
   dev="$(image_ref "$1" "${IMAGE_TAG}")"
   if ! ctr -n k8s.io images ls -q "name==${ref}" | grep -q .; then
-    archive="$(mktemp -d "${LMOPS_CACHE}/import.XXXXXX")"
-    bh push --quiet "${PUSH_FLAGS[@]}" "${ref}" "oci-archive:${archive}/image.tar:${ref}"
-    ctr -n k8s.io images import "${archive}/image.tar" >/dev/null
-    rm -rf "${archive}"
+    layout="${LMOPS_CACHE}/oci/${name}"
+    mkdir -p "${layout}"
+    rm -f "${layout}/index.json"
+    bh push --quiet "${PUSH_FLAGS[@]}" "${ref}" "oci:${layout}:${ref}"
+    python3 - "${layout}" "$(ctr -n k8s.io content ls -q)" <<'PY' | tar -C "${layout}" -cf - -T - | ctr -n k8s.io images import -
+import json, pathlib, sys
+layout, present = pathlib.Path(sys.argv[1]), set(sys.argv[2].split())
+blobs = layout / "blobs" / "sha256"
+wanted = set()
+for entry in json.loads((layout / "index.json").read_text())["manifests"]:
+    manifest = json.loads((blobs / entry["digest"].split(":")[1]).read_text())
+    wanted |= {d["digest"] for d in [entry, manifest["config"], *manifest["layers"]]}
+for blob in blobs.iterdir():  # blobs of earlier builds of this image: not needed again
+    if f"sha256:{blob.name}" not in wanted:
+        blob.unlink()
+print("oci-layout\nindex.json")
+print("\n".join(f"blobs/sha256/{d.split(':')[1]}" for d in sorted(wanted - present)))
+PY
   fi
   ctr -n k8s.io images tag --force "${ref}" "${dev}" >/dev/null
   say "containerd holds ${ref} (also ${dev})"

@@ -31,4 +31,5 @@ if ! have_image "${ref}"; then
   bh commit --quiet "${c}" "${ref}" >/dev/null
   bh rm "${c}" >/dev/null
 fi
+in_use "${deps}"
 echo "${ref}"
