@@ -22,8 +22,28 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create the virtualenv and install lmops with every extra
 
 .PHONY: binaries
-binaries: ## Build the pinned kube-apiserver, etcd, kube-controller-manager, kubectl and helm (cached)
+binaries: ## Build the pinned Kubernetes binaries, etcd and helm (cached per user, keyed by the pins)
 	bash hack/build-binaries.sh
+
+.PHONY: coredns
+coredns: ## Build CoreDNS for the single-node cluster (cached)
+	bash hack/build-coredns.sh
+
+.PHONY: ray-operator
+ray-operator: ## Build KubeRay's operator for the single-node cluster (cached)
+	bash hack/build-ray-operator.sh
+
+.PHONY: images
+images: coredns ray-operator ## Build the node's images without Docker (root; cached per user, keyed by content)
+	bash hack/images/all.sh
+
+.PHONY: cluster-up
+cluster-up: binaries images ## Start a single-node Kubernetes here with KubeRay (root, Linux, no Docker needed)
+	bash hack/node/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop what `make cluster-up` started and remove it
+	bash hack/node/down.sh
 
 .PHONY: up
 up: $(STAMP) ## Local mode: serve the tiny example LanguageModel on a local Ray and call it once
@@ -45,8 +65,8 @@ lint: $(STAMP) ## ruff, mypy and the CRD drift check
 	$(BIN)/lmops crds --check
 
 .PHONY: test
-test: ## Install everything, then run lint and every test tier (kind is skipped with a reason where no Docker runs)
-	$(MAKE) -j2 $(STAMP) binaries
+test: ## Install and build everything, then run lint and every test tier (kind skips where no Docker runs)
+	$(MAKE) -j4 $(STAMP) binaries images
 	$(MAKE) lint
 	$(BIN)/pytest tests
 
