@@ -1,7 +1,10 @@
 """The cluster tier: a real single-node Kubernetes on this machine (hack/node/), KubeRay's operator and lmops'
 chart as pods, images built by the project. Started once per session and stopped at its end; the stop must
 leave no process, mount, bridge or iptables chain behind. Skipped, with the reason, where the machine cannot
-run it (not root, not Linux, the Debian packages missing)."""
+run it (not root, not Linux, the Debian packages missing).
+
+Each test allows an hour (pytest.mark.timeout): whichever runs first also pays for starting the node, which
+includes importing a changed runtime image into containerd (minutes the first time on a machine)."""
 
 from __future__ import annotations
 

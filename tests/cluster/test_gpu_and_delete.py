@@ -16,7 +16,7 @@ import yaml
 from tests.support.controlplane import REPO_ROOT
 from tests.support.node import Node
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 NAMESPACE = "gpu"
 MODEL_LABEL = "lmops.io/model"

@@ -11,7 +11,7 @@ from openai import OpenAI
 
 from tests.support.node import Node
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 CLIENT_SCRIPT = """
 from openai import OpenAI
