@@ -26,7 +26,7 @@ printf '%s\n' "PAUSE=${pause}" "COREDNS=${coredns_image}" "KUBERAY=${kuberay}" "
   "CLIENT=${client}" "RUNTIME=${runtime}" >"${LMOPS_CACHE}/images.env"
 in_use "${pause}" "${coredns_image}" "${kuberay}" "${operator}" "${client}" "${runtime}"
 # Builds of older recipes or sources are not needed again: drop them (the runtime's weigh gigabytes).
-for image in $(bh images --format '{{.Repository}}:{{.Tag}}' | grep "^${IMAGE_PREFIX}/"); do
+for image in $(bh images --format '{{.Name}}:{{.Tag}}' | grep "^${IMAGE_PREFIX}/"); do
   grep -qxF "${image}" "${LMOPS_IMAGES_IN_USE}" || bh rmi "${image}" >/dev/null
 done
 say "images ready (${LMOPS_CACHE}/images.env)"

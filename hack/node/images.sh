@@ -13,3 +13,8 @@ while IFS='=' read -r var ref; do
   load_image "${name}" "${ref##*:}"
   echo "${var}_IMAGE=$(image_ref "${name}" "${IMAGE_TAG}")" >>"${NODE_DIR}/images.env"
 done <"${LMOPS_CACHE}/images.env"
+# Builds containerd held before and no longer needs: untag them (its garbage collector frees their layers).
+current="$(cut -d= -f2 "${LMOPS_CACHE}/images.env"; cut -d= -f2 "${NODE_DIR}/images.env")"
+for image in $(ctr -n k8s.io images ls -q | grep "^${IMAGE_PREFIX}/"); do
+  grep -qxF "${image}" <<<"${current}" || ctr -n k8s.io images rm "${image}" >/dev/null
+done
