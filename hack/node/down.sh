@@ -14,7 +14,11 @@ for name in kube-proxy kubelet kube-scheduler kube-controller-manager; do stop "
 if running containerd; then
   for id in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do ctr -n k8s.io tasks kill -s SIGKILL "${id}" >/dev/null 2>&1; done
   for id in $(ctr -n k8s.io tasks ls -q 2>/dev/null); do
-    for _ in $(seq 1 20); do ctr -n k8s.io tasks rm -f "${id}" >/dev/null 2>&1 && break; sleep 0.5; done
+    for _ in $(seq 1 20); do
+      ctr -n k8s.io tasks rm -f "${id}" >/dev/null 2>&1 && break
+      ctr -n k8s.io tasks ls -q 2>/dev/null | grep -qx "${id}" || break  # gone with its sandbox already
+      sleep 0.5
+    done
   done
   for id in $(ctr -n k8s.io containers ls -q 2>/dev/null); do ctr -n k8s.io containers rm "${id}" >/dev/null 2>&1; done
 fi
