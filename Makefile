@@ -36,9 +36,33 @@ $(VLLM_STAMP): pyproject.toml hack/vllm-venv.sh
 install-vllm: $(VLLM_STAMP) ## Create the vLLM (CPU) virtualenv the vLLM test tier runs in (~8 min, ~6 GB)
 
 .PHONY: binaries
-binaries: ## Build the pinned kube-apiserver, etcd, kube-controller-manager, kubectl, helm and actionlint (cached)
+binaries: ## Build the pinned Kubernetes binaries, etcd, helm and actionlint (cached per user, keyed by the pins)
 	bash hack/build-binaries.sh
 	bash hack/build-actionlint.sh
+
+.PHONY: coredns
+coredns: ## Build CoreDNS for the single-node cluster (cached)
+	bash hack/build-coredns.sh
+
+.PHONY: ray-operator
+ray-operator: ## Build KubeRay's operator for the single-node cluster (cached)
+	bash hack/build-ray-operator.sh
+
+.PHONY: node-packages
+node-packages: ## Install the cluster's Debian packages where missing (root on Debian; elsewhere says what is missing)
+	bash hack/node/packages.sh
+
+.PHONY: images
+images: node-packages coredns ray-operator ## Build the node's images without Docker (root; cached per user, keyed by content)
+	bash hack/images/all.sh
+
+.PHONY: cluster-up
+cluster-up: binaries images ## Start a single-node Kubernetes here with KubeRay (root, Linux, no Docker needed)
+	bash hack/node/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop what `make cluster-up` started and remove it
+	bash hack/node/down.sh
 
 .PHONY: up
 up: $(STAMP) ## Local mode: serve the tiny example LanguageModel on a local Ray and call it once
@@ -64,8 +88,8 @@ lint: $(STAMP) ## ruff, mypy and the CRD drift check
 	$(BIN)/lmops crds --check
 
 .PHONY: test
-test: ## Install everything, then run lint, the fresh-home `make up` smoke and every test tier (kind skipped without Docker)
-	$(MAKE) -j3 $(STAMP) binaries $(VLLM_STAMP)
+test: ## Install and build everything, then lint, the fresh-home `make up` smoke and every tier (kind skips without Docker)
+	$(MAKE) -j4 $(STAMP) binaries images $(VLLM_STAMP)
 	$(MAKE) lint
 	$(MAKE) fresh-home-smoke
 	$(BIN)/pytest tests --ignore=tests/vllm

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane binaries the test suite runs (kube-apiserver, kube-controller-manager, etcd,
-# kubectl, helm) from Go modules, the way envtest ships them, and fetches KubeRay's CRDs from its Go module.
-# Output goes to .cache/bin/<pin-hash>/; a later run with the same pins does nothing.
+# Builds the pinned Kubernetes binaries the test suite runs from Go modules, the way envtest ships them:
+# kube-apiserver, kube-controller-manager, kubectl, etcd and helm for the control-plane tier, and kubelet,
+# kube-scheduler and kube-proxy for the single-node cluster (hack/node/); fetches KubeRay's CRDs from its module.
+# Output goes to the per-user cache (<cache>/bin/<pin-hash>/, linked from .cache/bin/current): a fresh clone
+# reuses it, and a later run with the same pins does nothing.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.8}"
@@ -13,12 +16,14 @@ KUBERAY_VERSION="${KUBERAY_VERSION:-v1.7.0}"
 # upgradeStrategy, gcsFaultToleranceOptions.redisAddress); v1.7.0 only adds fields lmops does not use.
 KUBERAY_FALLBACK_VERSION="${KUBERAY_FALLBACK_VERSION:-v1.6.1}"
 
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="${LMOPS_ROOT}"
 pins="k8s=${KUBERNETES_VERSION} etcd=${ETCD_VERSION} helm=${HELM_VERSION} kuberay=${KUBERAY_VERSION}/${KUBERAY_FALLBACK_VERSION}"
-key="$(printf '%s' "$pins" | sha256sum | cut -c1-12)"
-out="${root}/.cache/bin/${key}"
+key="$(cache_key "${pins}" "$0")"
+out="${LMOPS_CACHE}/bin/${key}"
+link() { mkdir -p "${root}/.cache/bin" && ln -sfn "${out}" "${root}/.cache/bin/current"; }
 if [ -f "${out}/.complete" ]; then
-  echo "control-plane binaries up to date: ${out}"
+  link
+  echo "Kubernetes binaries up to date: ${out}"
   exit 0
 fi
 command -v go >/dev/null || { echo "go is required to build the control plane (https://go.dev/dl/)" >&2; exit 1; }
@@ -34,11 +39,17 @@ go mod init lmops.local/controlplane >/dev/null 2>&1
 for mod in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "${k8s_mod_file}"); do
   go mod edit -replace "${mod}=${mod}@${staging_version}"
 done
-go get "k8s.io/kubernetes/cmd/kube-apiserver@${KUBERNETES_VERSION}" \
-       "k8s.io/kubernetes/cmd/kube-controller-manager@${KUBERNETES_VERSION}" \
-       "k8s.io/kubernetes/cmd/kubectl@${KUBERNETES_VERSION}" >/dev/null
-CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "${out}/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+k8s_cmds=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)
+go get $(printf "k8s.io/kubernetes/cmd/%s@${KUBERNETES_VERSION} " "${k8s_cmds[@]}") >/dev/null
+# The version the binaries report (kubectl version, the node's kubeletVersion, Helm's kubeVersion checks): what
+# Kubernetes' own build stamps; without it they say v0.0.0-master. Link-time only, so the Go cache is shared.
+minor="${KUBERNETES_VERSION#v1.}" && minor="${minor%%.*}"
+version_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_ldflags+=" -X ${pkg}.gitVersion=${KUBERNETES_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor}"
+  version_ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
+done
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w${version_ldflags}" -o "${out}/" "${k8s_cmds[@]/#/k8s.io/kubernetes/cmd/}"
 
 # etcd: its server module carries replace directives, so it is built from a consumer module too.
 mkdir -p "${work}/etcd" && cd "${work}/etcd"
@@ -67,5 +78,5 @@ chmod u+w "${out}/kuberay-crds/"*.yaml
 echo "${kuberay_used}" > "${out}/kuberay-crds/VERSION"
 
 echo "${pins}" > "${out}/.complete"
-ln -sfn "${key}" "${root}/.cache/bin/current"
-echo "control-plane binaries built: ${out}"
+link
+echo "Kubernetes binaries built: ${out}"

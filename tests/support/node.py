@@ -1,0 +1,170 @@
+"""The single-node cluster (hack/node/) as the cluster tier drives it: started and stopped by the scripts a
+user runs (`make cluster-up` / `make cluster-down`), then used only through kubectl, helm and the Services.
+
+The node runs as root on this machine; nothing here talks to anything but its API server and its pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from openai import OpenAI
+
+from testkit.controlplane import DEFAULT_BIN_DIR, REPO_ROOT
+
+NODE_DIR = Path(os.environ.get("LMOPS_NODE_DIR", "/var/lib/lmops-node"))
+HACK = REPO_ROOT / "hack"
+
+
+def why_not() -> str | None:
+    """What this machine lacks to run the node (root, Linux, containerd, buildah, ...), or None."""
+    result = subprocess.run(
+        ["bash", str(HACK / "images" / "prerequisites.sh")], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or None if result.returncode else None
+
+
+def leftovers() -> list[str]:
+    """What a stopped node must not leave: live recorded processes, mounts, the bridge, KUBE- chains."""
+    found = []
+    for pidfile in (NODE_DIR / "pids").glob("*.pid"):
+        pid = pidfile.read_text().strip()
+        if pid and Path(f"/proc/{pid}").exists():
+            found.append(f"process {pidfile.stem} ({pid})")
+    mounts = Path("/proc/self/mounts").read_text().split("\n")
+    prefixes = ("/var/lib/kubelet", "/run/netns/cni-", "/run/containerd/io.containerd")
+    found += [f"mount {m.split()[1]}" for m in mounts if m and m.split()[1].startswith(prefixes)]
+    if Path("/sys/class/net/lmops0").exists():
+        found.append("bridge lmops0")
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    found += [f"iptables {line}" for line in rules.splitlines() if line.startswith((":KUBE-", ":CNI-"))]
+    shims = Path("/run/containerd/io.containerd.runtime.v2.task/k8s.io")
+    for pidfile in shims.glob("*/shim.pid"):
+        if Path(f"/proc/{pidfile.read_text().strip()}").is_dir():
+            found.append(f"containerd shim {pidfile.parent.name}")
+    return found
+
+
+@dataclass
+class Node:
+    """A started node: its kubeconfig, the image references it holds, and kubectl/helm bound to it."""
+
+    kubeconfig: Path
+    images: dict[str, str]
+    bin_dir: Path = DEFAULT_BIN_DIR
+
+    @classmethod
+    def up(cls) -> Node:
+        _script("up.sh", timeout=3600)
+        images = dict(
+            line.split("=", 1) for line in (NODE_DIR / "images.env").read_text().splitlines() if "=" in line
+        )
+        return cls(kubeconfig=NODE_DIR / "pki" / "admin.kubeconfig", images=images)
+
+    @staticmethod
+    def down() -> None:
+        _script("down.sh", timeout=600)
+
+    def kubectl(self, *args: str, input: str | None = None, timeout: float = 300) -> str:
+        argv = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        return _run(argv, input, timeout)
+
+    def helm(self, *args: str, timeout: float = 600) -> str:
+        return _run([str(self.bin_dir / "helm"), "--kubeconfig", str(self.kubeconfig), *args], None, timeout)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def wait_for(self, what: str, check: Any, timeout: float, interval: float = 2.0) -> Any:
+        """Poll ``check()`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            time.sleep(interval)
+
+    def service_url(self, name: str, namespace: str = "default", port: int = 8000) -> str:
+        ip = self.get("service", name, "-n", namespace)["spec"]["clusterIP"]
+        return f"http://{ip}:{port}"
+
+    def diagnostics(self) -> str:
+        """State worth reading when a test fails: objects, pods, events and the operators' logs."""
+        parts = []
+        for args in (
+            ("get", "languagemodels,rayservices,rayclusters,pods,svc", "-A", "-o", "wide"),
+            ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+            ("logs", "-n", "lmops-system", "deployment/lmops", "--tail=80"),
+            ("logs", "-n", "kuberay-system", "deployment/kuberay-operator", "--tail=40"),
+        ):
+            try:
+                parts.append(self.kubectl(*args, timeout=60)[-6000:])
+            except subprocess.CalledProcessError as exc:
+                parts.append(f"kubectl {' '.join(args)}: {exc.stderr}")
+        return "\n".join(parts)
+
+
+def apply_and_wait_ready(node: Node, manifest: Path, timeout: float = 1200) -> dict[str, float]:
+    """`kubectl apply -f manifest` (a LanguageModel in the default namespace), then wait for its Ready
+    condition while calling its Service from the host until one completion is answered.
+
+    Returns seconds from the apply to the first completion and to Ready.
+    """
+    name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
+    applied = time.monotonic()
+    node.kubectl("apply", "-f", str(manifest))
+    figures: dict[str, float] = {}
+    stop = threading.Event()
+
+    def first_completion() -> None:
+        while not stop.is_set():
+            try:
+                client = OpenAI(
+                    base_url=node.service_url(name) + "/v1", api_key="-", max_retries=0, timeout=30
+                )
+                client.completions.create(model=name, prompt="Hello", max_tokens=4)
+            except Exception:  # not there yet: no Service, no endpoints, Serve still deploying
+                time.sleep(2)
+                continue
+            figures["first_completion_s"] = time.monotonic() - applied
+            return
+
+    poller = threading.Thread(target=first_completion, daemon=True)
+    poller.start()
+    try:
+        node.kubectl("wait", "--for=condition=Ready", f"languagemodel/{name}", f"--timeout={timeout:.0f}s",
+                     timeout=timeout + 30)  # fmt: skip
+        figures["ready_s"] = time.monotonic() - applied
+        poller.join(300)
+    except subprocess.SubprocessError as exc:
+        raise AssertionError(f"{name} never became Ready:\n{node.diagnostics()}") from exc
+    finally:
+        stop.set()
+    assert "first_completion_s" in figures, f"no completion from {name}:\n{node.diagnostics()}"
+    return figures
+
+
+def _script(name: str, timeout: float) -> None:
+    result = subprocess.run(
+        ["bash", str(HACK / "node" / name)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(f"hack/node/{name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+
+
+def _run(argv: Sequence[str], input: str | None, timeout: float) -> str:
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode:
+        raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+    return result.stdout
