@@ -24,7 +24,7 @@ def _dockerfile(path: Path) -> list[tuple[str, str]]:
 
 
 def _engine_arm(run: str, engine: str) -> str:
-    """The command of a RUN that picks by ``case "${ENGINE}"``: the arm for ``engine``; else the RUN itself."""
+    """A RUN that picks by ``case "${ENGINE}"``: the arm for ``engine``; any other RUN as it is."""
     match = re.search(rf"\b{re.escape(engine)}\)(.*?);;", run)
     return match[1] if "case" in run and match else run
 
