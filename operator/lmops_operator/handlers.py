@@ -1,5 +1,7 @@
-"""Thin kopf wiring: every trigger ends in ``k8s.reconcile.reconcile`` for one LanguageModel.
+"""Thin wiring: every trigger queues one LanguageModel, and the work queue runs ``k8s.reconcile.reconcile``.
 
+Triggers are the operator's watches (a model or one of its children changed, ``k8s.cache``) and kopf's timer
+for models whose rollout waits on time. kopf also keeps the peering between replicas and the credentials.
 Handlers are registered into a registry built per operator instance (not kopf's global one), so tests can
 run an operator in-process with their own context, and a restart is a new registry, as in production.
 """
@@ -8,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
 
-from lmops_operator.api import GROUP, KIND, PLURAL, VERSION
-from lmops_operator.k8s.reconcile import Outcome, ReconcileContext, reconcile
-from lmops_operator.planning.names import MODEL_LABEL
+from lmops_operator.api import GROUP, PLURAL, VERSION
+from lmops_operator.k8s.reconcile import ReconcileContext, reconcile
+from lmops_operator.k8s.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 TIMER_INTERVAL_S = 5.0
@@ -53,25 +55,32 @@ def _rollout_active(status: Mapping[str, Any], **_: Any) -> bool:
     return bool(status.get("canaryRevision")) or (isinstance(rollout, Mapping) and bool(rollout)) or counting
 
 
-def build_registry(
-    ctx: ReconcileContext, login: Callable[[], kopf.ConnectionInfo] | None = None
-) -> kopf.OperatorRegistry:
-    registry = kopf.OperatorRegistry()
-    due: dict[str, float] = {}
+def runner(ctx: ReconcileContext, queue: WorkQueue) -> Callable[[str, str], Awaitable[None]]:
+    """The work queue's job for one model: reconcile, remember when the planner wants to look again (the
+    rollout timer reads it), retry a failure after RETRY_DELAY_S."""
 
-    async def run(namespace: str, name: str) -> Outcome:
+    async def run(namespace: str, name: str) -> None:
         try:
             outcome = await reconcile(ctx, namespace, name)
-        except Exception as exc:
-            log.exception("reconcile of %s/%s failed", namespace, name)
-            raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_DELAY_S) from exc
-        key = f"{namespace}/{name}"
-        due[key] = time.monotonic() + (
+        except Exception:
+            log.exception("reconcile of %s/%s failed; again in %.0f s", namespace, name, RETRY_DELAY_S)
+            queue.add_later(RETRY_DELAY_S, namespace, name)
+            return
+        ctx.due[f"{namespace}/{name}"] = time.monotonic() + (
             outcome.requeue_after if outcome.requeue_after is not None else IDLE_RECHECK_S
         )
         if outcome.permanent_error is not None:
-            raise kopf.PermanentError(outcome.permanent_error)
-        return outcome
+            log.warning("%s/%s refused: %s", namespace, name, outcome.permanent_error)
+
+    return run
+
+
+def build_registry(
+    ctx: ReconcileContext, queue: WorkQueue, login: Callable[[], kopf.ConnectionInfo] | None = None
+) -> kopf.OperatorRegistry:
+    """kopf's part: credentials, peering, and the rollout timer. Models and children reach the work queue
+    from the operator's own watches (``k8s.cache``), not through kopf handlers."""
+    registry = kopf.OperatorRegistry()
 
     if login is not None:
         login_fn = login
@@ -80,39 +89,11 @@ def build_registry(
         def _login(**_: Any) -> kopf.ConnectionInfo:
             return login_fn()
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def language_model_changed(namespace: str | None, name: str, **_: Any) -> None:
-        await run(namespace or "default", name)
-
-    @kopf.on.event("ray.io", "v1", "rayservices", labels={MODEL_LABEL: kopf.PRESENT}, registry=registry)
-    async def ray_service_event(body: Mapping[str, Any], type: str | None, **_: Any) -> None:
-        """KubeRay changed its status (or someone edited ours): reconcile the owning model."""
-        meta = body.get("metadata") or {}
-        owner = next(
-            (
-                ref
-                for ref in meta.get("ownerReferences") or []
-                if ref.get("controller")
-                and ref.get("kind") == KIND
-                and ref.get("apiVersion", "").startswith(GROUP)
-            ),
-            None,
-        )
-        if owner is None or not meta.get("namespace"):
-            return
-        try:
-            await run(str(meta["namespace"]), str(owner["name"]))
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            # Event handlers are not retried by kopf; the model's own handlers and timer carry on.
-            log.warning("reconcile after RayService %s event: %s", type, exc)
-
     @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL_S, when=_rollout_active, registry=registry)
     async def rollout_tick(namespace: str | None, name: str, **_: Any) -> None:
         """A rollout waits on time (step pauses, analysis intervals): reconcile when the planner said so."""
-        at = due.get(f"{namespace}/{name}")
+        at = ctx.due.get(f"{namespace}/{name}")
         if at is None or time.monotonic() >= at:
-            await run(namespace or "default", name)
+            queue.add(namespace or "default", name)
 
     return registry

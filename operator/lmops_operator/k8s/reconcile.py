@@ -1,9 +1,11 @@
 """One reconcile of one LanguageModel: read the world, plan, apply what changed, write status and events.
 
-The only side-effecting step between kopf and the pure planner. It re-reads the LanguageModel rather than
-trusting the triggering event's body (a RayService event carries none), serializes reconciles of the same
-model, and writes nothing when nothing changed: children are compared with what was last applied, and the
-status is merge-patched only with the fields that differ.
+The only side-effecting step between the work queue and the pure planner. The model and its children come
+from the watch caches (``k8s.cache``), never from a GET, so a reconcile with nothing to do sends no request at
+all; every write's response goes back into the caches. Children are compared with what was last applied and
+only those that differ are applied; the status is merge-patched once, with only the fields that differ;
+events come after the status, one per kind of change (``Created``/``Updated`` children in one event), and
+phase events only when the phase changes, so an unchanged state repeats none.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +29,7 @@ from lmops_operator.api import (
 )
 from lmops_operator.api.annotations import consumed_patch, read_controls
 from lmops_operator.api.models import QualityGateResult, SecretKeyRef
+from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube, KubeError
 from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
 from lmops_operator.k8s.events import post_event
@@ -40,8 +43,9 @@ from lmops_operator.k8s.resources import (
     resource_of,
 )
 from lmops_operator.metrics_source import MetricsSource
+from lmops_operator.planning.children import ObservedChildren, owned_by
 from lmops_operator.planning.metrics import MetricsSnapshot
-from lmops_operator.planning.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
+from lmops_operator.planning.names import REVISION_LABEL, ray_service_name
 from lmops_operator.planning.plan import (
     BrokenChildren,
     Observed,
@@ -54,6 +58,7 @@ from lmops_operator.planning.plan import (
 )
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.standby import standby_ray_service_name
+from lmops_operator.planning.traffic import Event
 from lmops_operator.quality_gate import Evaluator, run_gate_if_due
 from lmops_operator.settings import Settings
 
@@ -62,9 +67,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReconcileContext:
-    """What every reconcile shares: the API client, settings, the metrics source and per-model locks."""
+    """What every reconcile shares: API client, caches, settings, metrics source and per-model locks."""
 
     kube: Kube
+    caches: Caches
     settings: Settings
     metrics_source: MetricsSource | None = None
     # Builds the quality gate's evaluator for a model (in a cluster: through its Router) and one of its API
@@ -72,6 +78,8 @@ class ReconcileContext:
     evaluator_for: Callable[[LanguageModel, str | None], Evaluator] | None = None
     clock: Callable[[], datetime] = utcnow
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # namespace/name -> monotonic time the planner asked to look again (the rollout timer reads it)
+    due: dict[str, float] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
@@ -85,11 +93,6 @@ class Outcome:
     requeue_after: float | None = None
     permanent_error: str | None = None
     phase: str | None = None
-
-
-def _owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -109,7 +112,7 @@ async def _read_metrics(ctx: ReconcileContext, lm: LanguageModel) -> MetricsSnap
 
 
 async def _quality_gate(
-    ctx: ReconcileContext, lm: LanguageModel, revisions: list[dict[str, Any]], now: datetime
+    ctx: ReconcileContext, lm: LanguageModel, revisions: Sequence[Mapping[str, Any]], now: datetime
 ) -> QualityGateResult | None:
     """Run the quality gate when the rollout waits for it (blocking evaluation, so off the event loop)."""
     namespace = lm.metadata.namespace or "default"
@@ -167,7 +170,7 @@ async def _patch_status(ctx: ReconcileContext, body: Mapping[str, Any], status: 
     if not patch:
         return 0
     path = LANGUAGE_MODEL.item(meta["namespace"], meta["name"]) + "/status"
-    await _call(ctx.kube.merge_patch, path, {"status": patch})
+    ctx.caches.remember(await _call(ctx.kube.merge_patch, path, {"status": patch}))
     return 1
 
 
@@ -211,54 +214,45 @@ async def _degrade(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, 
 
 
 async def _apply(
-    ctx: ReconcileContext,
-    lm: LanguageModel,
-    result: Plan,
-    body: Mapping[str, Any],
-    read: Mapping[tuple[str, str], Mapping[str, Any] | None],
-) -> int:
-    """Apply what differs from the live objects; ``read`` holds those this reconcile has already read
-    (by kind and name, None for known absent), so they are not read twice."""
+    ctx: ReconcileContext, lm: LanguageModel, result: Plan, children: ObservedChildren
+) -> tuple[int, list[Event]]:
+    """Apply what differs from the cached children; returns the writes and the events that say so."""
     namespace = lm.metadata.namespace or "default"
     writes = 0
-    now = ctx.clock()
+    done: dict[str, list[str]] = {"Created": [], "Updated": []}
     for desired in result.objects:
         resource = resource_of(desired)
-        path = resource.item(namespace, desired["metadata"]["name"])
-        key = (resource.kind, desired["metadata"]["name"])
-        live = read[key] if key in read else await _call(ctx.kube.get, path)
+        name = desired["metadata"]["name"]
+        live = children.get(resource.kind, name)
         if not needs_apply(desired, live):
             continue
-        applied = await _call(ctx.kube.apply, path, with_applied_hash(desired))
+        applied = await _call(ctx.kube.apply, resource.item(namespace, name), with_applied_hash(desired))
+        ctx.caches.remember(applied)
         writes += 1
         verb = "Created" if live is None else "Updated"
         if resource.kind == "ControllerRevision":
             created = (applied.get("metadata") or {}).get("creationTimestamp")
             _fix_created_at(result.status, result.target_revision, created)
             continue  # RevisionCreated already says it
-        log.info("%s %s %s/%s", verb.lower(), resource.kind, namespace, desired["metadata"]["name"])
-        await _call(
-            post_event,
-            ctx.kube,
-            dict(body),
-            "Normal",
-            f"{resource.kind}{verb}",
-            f"{resource.kind} {desired['metadata']['name']} {verb.lower()}",
-            now,
-        )
+        log.info("%s %s %s/%s", verb.lower(), resource.kind, namespace, name)
+        done[verb].append(f"{resource.kind} {name}")
+    events: list[Event] = [
+        ("Normal", child_event_reason(verb, names), f"{', '.join(names)} {verb.lower()}")
+        for verb, names in done.items()
+        if names
+    ]
     for name in result.stale_revisions:
         if await _call(ctx.kube.delete, CONTROLLER_REVISION.item(namespace, name)):
             writes += 1
-            await _call(
-                post_event,
-                ctx.kube,
-                dict(body),
-                "Normal",
-                "RevisionPruned",
-                f"ControllerRevision {name} deleted (past revisionHistoryLimit)",
-                now,
+            events.append(
+                ("Normal", "RevisionPruned", f"ControllerRevision {name} deleted (past revisionHistoryLimit)")
             )
-    return writes
+    return writes, events
+
+
+def child_event_reason(verb: str, names: list[str]) -> str:
+    """``RayServiceUpdated`` for one child, ``ChildrenCreated`` for several: one event per verb."""
+    return f"{names[0].split()[0]}{verb}" if len(names) == 1 else f"Children{verb}"
 
 
 def _fix_created_at(status: LanguageModelStatus, revision: str, created: Any) -> None:
@@ -287,7 +281,7 @@ async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome
 
 
 async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
-    body = await _call(ctx.kube.get, LANGUAGE_MODEL.item(namespace, name))
+    body = ctx.caches.model(namespace, name)
     if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
         return Outcome()
     try:
@@ -295,8 +289,9 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
     except InvalidLanguageModel as exc:
         return await _refuse(ctx, body, "InvalidSpec", str(exc))
     uid = lm.metadata.uid
-    ray_service = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, ray_service_name(name)))
-    if ray_service is not None and not _owned_by(ray_service, uid):
+    children = ctx.caches.children(namespace, name)
+    ray_service = children.get(RAY_SERVICE.kind, ray_service_name(name))
+    if ray_service is not None and not owned_by(ray_service, uid):
         return await _degrade(
             ctx,
             body,
@@ -304,25 +299,9 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
             f"RayService {ray_service_name(name)} exists but is not owned by this LanguageModel",
         )
     standby_name = standby_ray_service_name(name)
-    standby_read = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, standby_name))
-    standby = standby_read if standby_read is not None and _owned_by(standby_read, uid) else None
-    revisions = [
-        r
-        for r in await _call(
-            ctx.kube.list, CONTROLLER_REVISION.collection(namespace), f"{MODEL_LABEL}={name}"
-        )
-        if _owned_by(r, uid)
-    ]
-    # Items of a list carry no apiVersion and kind; the applier compares whole objects, so add them back.
-    cr = CONTROLLER_REVISION
-    read: dict[tuple[str, str], Mapping[str, Any] | None] = {
-        (RAY_SERVICE.kind, ray_service_name(name)): ray_service,
-        (RAY_SERVICE.kind, standby_name): standby_read,
-        **{
-            (cr.kind, r["metadata"]["name"]): {**r, "apiVersion": cr.api_version, "kind": cr.kind}
-            for r in revisions
-        },
-    }
+    standby_read = children.get(RAY_SERVICE.kind, standby_name)
+    standby = standby_read if standby_read is not None and owned_by(standby_read, uid) else None
+    revisions = children.of_kind(CONTROLLER_REVISION.kind, uid)
     annotations = lm.metadata.annotations or {}
     now = ctx.clock()
     observed = Observed(
@@ -340,9 +319,10 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
         return await _refuse(ctx, body, exc.reason, exc.message)
     except BrokenChildren as exc:
         return await _degrade(ctx, body, "BrokenChildren", str(exc))
-    writes = await _apply(ctx, lm, result, body, read)
+    writes, events = await _apply(ctx, lm, result, children)
     writes += await sync_ray_clusters(
         ctx.kube,
+        ctx.caches,
         namespace,
         result.objects,
         {ray_service_name(name): ray_service, standby_name: standby},
@@ -351,9 +331,9 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
     writes += await _patch_status(ctx, body, result.status)
     consumed = consumed_patch(annotations)
     if consumed is not None:
-        await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed)
+        ctx.caches.remember(await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed))
         writes += 1
-    for kind, reason, message in result.events:
+    for kind, reason, message in [*events, *result.events]:
         await _call(post_event, ctx.kube, dict(body), kind, reason, message, observed.now)
         writes += 1
     return Outcome(writes=writes, requeue_after=result.requeue_after, phase=result.status.phase)

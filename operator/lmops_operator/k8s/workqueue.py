@@ -1,0 +1,94 @@
+"""Models waiting for a reconcile: each queued at most once, reconciled by one worker at a time.
+
+Watch events arrive in bursts (a create brings the model and five children; KubeRay rewrites a status
+several times while it starts Serve): the queue folds every event for a model into one pending reconcile,
+and an event during that model's reconcile into exactly one more after it. Workers run only while the queue
+is open: once the caches have synced (no decision on a half-listed world) and while peering lets this replica
+act. Keys queued while it is closed wait, so a replica taking over reconciles what changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+WORKERS = 16
+
+
+class WorkQueue:
+    def __init__(self, workers: int = WORKERS) -> None:
+        self.work: Callable[[str, str], Awaitable[None]] | None = None  # set before ``start``
+        self.workers = workers
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._running: set[Key] = set()
+        self._again: set[Key] = set()
+        self._open = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Start the workers on the running loop (closed until ``set_open(True)``)."""
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            asyncio.create_task(self._worker(), name=f"lmops-worker-{i}") for i in range(self.workers)
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def add(self, namespace: str, name: str) -> None:
+        """Queue a reconcile of ``namespace/name`` (on the loop's thread)."""
+        key = (namespace, name)
+        if key in self._running:
+            self._again.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    def add_threadsafe(self, namespace: str, name: str) -> None:
+        """``add`` from an informer's thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.add, namespace, name)
+
+    def add_later(self, delay_s: float, namespace: str, name: str) -> None:
+        if self._loop is not None:
+            self._loop.call_later(delay_s, self.add, namespace, name)
+
+    def set_open(self, value: bool) -> None:
+        if value and not self._open.is_set():
+            log.info("work queue open: %d models queued", len(self._queued))
+            self._open.set()
+        elif not value and self._open.is_set():
+            log.info("work queue closed (peering): reconciles wait")
+            self._open.clear()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def __len__(self) -> int:
+        return len(self._queued) + len(self._running)
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            await self._open.wait()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                assert self.work is not None, "WorkQueue.work is set before start"
+                await self.work(*key)
+            except Exception:  # the work function reports and schedules its own retries
+                log.exception("reconcile of %s/%s raised", *key)
+            finally:
+                self._running.discard(key)
+                if key in self._again:
+                    self._again.discard(key)
+                    self.add(*key)
