@@ -171,15 +171,18 @@ class Informer:
             self._put(self._entry(dict(obj)))
 
     def _apply_event(self, kind: str, obj: dict[str, Any]) -> None:
-        new = self._entry(obj)
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        cached = self._objects.get(key)
+        version = _version(meta)
         if kind == "DELETED":
-            old = self.get(new.namespace, new.name)
-            if old is not None and old.version > new.version:
-                return
-            old = self._drop(new.namespace, new.name)
-            if old is not None:
-                self.on_change(old, None)
+            if cached is not None and cached.version <= version:
+                self._drop(*key)
+                self.on_change(cached, None)
             return
+        if cached is not None and version and cached.version >= version:
+            return  # the echo of the operator's own write, or older news: not even re-encoded
+        new = self._entry(obj)
         old = self._put(new)
         if old is not new:
             self.on_change(old, new)
