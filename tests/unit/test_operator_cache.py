@@ -153,7 +153,7 @@ def test_work_queue_folds_events_and_runs_one_more_after_a_change_during_a_recon
         release = asyncio.Event()
         queue = WorkQueue(workers=2)
 
-        async def work(namespace: str, name: str) -> None:
+        async def work(namespace: str, name: str, timed: bool) -> None:
             runs.append((namespace, name))
             if len(runs) == 1:
                 await release.wait()
@@ -174,3 +174,67 @@ def test_work_queue_folds_events_and_runs_one_more_after_a_change_during_a_recon
         return runs
 
     assert asyncio.run(scenario()) == [("ns", "a"), ("ns", "a")]
+
+
+def test_a_status_only_change_is_no_news_for_kinds_whose_status_no_decision_reads() -> None:
+    changes: list[Any] = []
+    informer = Informer(
+        None,  # type: ignore[arg-type]
+        SERVICE,
+        "ns",
+        lambda old, new: changes.append(new),
+        model_label="lmops.io/model",
+        status_matters=False,
+    )
+    informer._apply_event("ADDED", _obj("pdb", 1, spec={"x": 1}))
+    informer._apply_event("MODIFIED", _obj("pdb", 2, spec={"x": 1}, status={"expectedPods": 3}))
+    assert len(changes) == 1
+    entry = informer.get("ns", "pdb")
+    assert entry is not None and entry.version == 2  # cached all the same
+    informer._apply_event("MODIFIED", _obj("pdb", 3, spec={"x": 2}, status={"expectedPods": 3}))
+    assert len(changes) == 2
+
+
+def test_fingerprint_moves_with_any_version_of_the_model_or_its_children() -> None:
+    caches = Caches(None, ("ns",), lambda ns, name: None)  # type: ignore[arg-type]
+    informers = caches._informers
+    informers["LanguageModel"]["ns"]._apply_event("ADDED", _obj("m", 1, model=None))
+    first = caches.fingerprint("ns", "m")
+    assert caches.fingerprint("ns", "m") == first
+    informers["Service"]["ns"]._apply_event("ADDED", _obj("m", 2))
+    second = caches.fingerprint("ns", "m")
+    assert second != first
+    informers["RayService"]["ns"]._apply_event("ADDED", _obj("m", 3, model=None))  # foreign, at its name
+    assert caches.fingerprint("ns", "m") != second
+
+
+def test_a_later_request_replaces_the_pending_timer() -> None:
+    async def scenario() -> list[tuple[str, str, bool]]:
+        runs: list[tuple[str, str, bool]] = []
+
+        async def work(namespace: str, name: str, timed: bool) -> None:
+            runs.append((namespace, name, timed))
+
+        queue = WorkQueue(workers=1)
+        queue.work = work
+        queue.start()
+        queue.set_open(True)
+        queue.add_later(0.05, "ns", "a")
+        queue.add_later(0.1, "ns", "a")  # replaces the first: one run, not two
+        queue.add("ns", "b")
+        await asyncio.sleep(0.3)
+        await queue.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == [("ns", "b", False), ("ns", "a", True)]
+
+
+def test_a_status_only_change_of_a_pdb_leaves_the_fingerprint_alone() -> None:
+    caches = Caches(None, ("ns",), lambda ns, name: None)  # type: ignore[arg-type]
+    pdbs = caches._informers["PodDisruptionBudget"]["ns"]
+    pdbs._apply_event("ADDED", _obj("m-workers", 1, spec={"x": 1}))
+    before = caches.fingerprint("ns", "m")
+    pdbs._apply_event("MODIFIED", _obj("m-workers", 2, spec={"x": 1}, status={"expectedPods": 0}))
+    assert caches.fingerprint("ns", "m") == before
+    pdbs._apply_event("MODIFIED", _obj("m-workers", 3, spec={"x": 2}, status={"expectedPods": 0}))
+    assert caches.fingerprint("ns", "m") != before

@@ -26,6 +26,7 @@ from lmops_operator.api import LanguageModel
 from lmops_operator.handlers import build_registry, operator_settings, runner
 from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
+from lmops_operator.k8s.events import EventSink
 from lmops_operator.k8s.login import kubeconfig_login
 from lmops_operator.k8s.peering import ensure_peering, peering_allows
 from lmops_operator.k8s.reconcile import ReconcileContext
@@ -98,6 +99,7 @@ class OperatorRun:
             settings=self.settings,
             metrics_source=source,
             evaluator_for=router_evaluator,
+            events=EventSink(kube),
         )
 
     def may_act(self, caches: Caches) -> bool:
@@ -122,7 +124,7 @@ class OperatorRun:
         ctx = self.context(queue)
         queue.work = runner(ctx, queue)
         self.caches = ctx.caches
-        registry = build_registry(ctx, queue, login=kubeconfig_login(self.kubeconfig))
+        registry = build_registry(login=kubeconfig_login(self.kubeconfig))
         settings = self.settings
         if settings.peering_name is not None:
             for problem in await asyncio.to_thread(
@@ -130,6 +132,8 @@ class OperatorRun:
             ):
                 log.warning("peering object: %s", problem)
         queue.start()
+        if ctx.events is not None:
+            ctx.events.start()
         ctx.caches.start()
         gate = asyncio.create_task(self._gate(ctx.caches, queue), name="lmops-gate")
         try:
@@ -153,6 +157,8 @@ class OperatorRun:
         finally:
             gate.cancel()
             await queue.stop()
+            if ctx.events is not None:
+                await ctx.events.stop()
             await asyncio.to_thread(ctx.caches.stop)
 
 

@@ -6,7 +6,8 @@ What is watched, and why that much and no more:
   only the name and owners are kept, enough to see that a foreign RayService sits at a model's name (the
   operator reports it rather than overwrite it);
 - RayClusters, ControllerRevisions, Services, PodDisruptionBudgets, NetworkPolicies: those labelled
-  ``lmops.io/model`` (KubeRay copies a RayService's labels onto its RayClusters);
+  ``lmops.io/model`` (KubeRay copies a RayService's labels onto its RayClusters); their status is read by no
+  decision, so a change to it alone (a PDB's, kept by the disruption controller) queues nothing;
 - with peering, kopf's peering objects, to know when this replica may act (``peering.peering_allows``).
 Secrets and ConfigMaps are not watched: only a quality gate reads them (an API key, an evaluation set), once
 per gate run during a rollout, never at rest; watching them would need list/watch on every Secret in the
@@ -85,6 +86,7 @@ class Caches:
                     label_selector=selector,
                     model_label=MODEL_LABEL,
                     trim=trim,
+                    status_matters=resource not in LABELLED,
                 )
                 for scope in scopes
             }
@@ -163,6 +165,23 @@ class Caches:
             if found is not None:
                 objects[(RAY_SERVICE.kind, name)] = found.body()
         return ObservedChildren(objects)
+
+    def fingerprint(self, namespace: str, model: str) -> tuple[tuple[str, str, int], ...]:
+        """The versions of the model and of everything ``children`` would return: equal fingerprints, equal
+        inputs to the planner (no object is parsed to compute it)."""
+        out: list[tuple[str, str, int]] = []
+        models = self._informer(LANGUAGE_MODEL.kind, namespace)
+        entry = models.get(namespace, model) if models is not None else None
+        out.append((LANGUAGE_MODEL.kind, model, entry.content_version if entry is not None else -1))
+        for kind in (RAY_SERVICE.kind, *(r.kind for r in LABELLED)):
+            informer = self._informer(kind, namespace)
+            if informer is not None:
+                out += [(kind, e.name, e.content_version) for e in informer.of_model(namespace, model)]
+        ray_services = self._informer(RAY_SERVICE.kind, namespace)
+        for name in (ray_service_name(model), standby_ray_service_name(model)):
+            found = ray_services.get(namespace, name) if ray_services is not None else None
+            out.append((RAY_SERVICE.kind, name, found.content_version if found is not None else -1))
+        return tuple(out)
 
     def ray_cluster(self, namespace: str, name: str) -> dict[str, Any] | None:
         informer = self._informer(RAY_CLUSTER.kind, namespace)

@@ -18,6 +18,7 @@ by a fresh list, and objects missing from it are reported deleted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import threading
@@ -44,6 +45,8 @@ class Cached:
     model: str | None  # the lmops.io/model label
     version: int
     raw: str
+    # The version of the last change that matters: with ``status_matters`` off, a status-only change keeps it.
+    content_version: int = 0
 
     def body(self) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(self.raw)
@@ -71,6 +74,12 @@ def strip_server_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
+def _without_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` less what changes with every status write: the status and the resourceVersion."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old (HTTP 410): list again."""
 
@@ -89,6 +98,7 @@ class Informer:
         field_selector: str | None = None,
         model_label: str = "",
         trim: Trim = strip_server_fields,
+        status_matters: bool = True,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -99,6 +109,9 @@ class Informer:
         ]
         self.model_label = model_label
         self.trim = trim
+        # False for kinds whose status no decision reads (a PDB's, written by the disruption controller):
+        # a status-only change is cached but is no news.
+        self.status_matters = status_matters
         self.synced = threading.Event()
         self._objects: dict[tuple[str, str], Cached] = {}
         self._by_model: dict[tuple[str, str], set[str]] = {}
@@ -131,12 +144,14 @@ class Informer:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
         model = labels.get(self.model_label) if self.model_label else None
+        version = _version(meta)
         return Cached(
             str(meta.get("namespace") or ""),
             str(meta.get("name") or ""),
             str(model) if model else None,
-            _version(meta),
+            version,
             json.dumps(obj, separators=(",", ":")),
+            version,
         )
 
     def _put(self, new: Cached) -> Cached | None:
@@ -183,6 +198,14 @@ class Informer:
         if cached is not None and version and cached.version >= version:
             return  # the echo of the operator's own write, or older news: not even re-encoded
         new = self._entry(obj)
+        status_only = (
+            cached is not None
+            and not self.status_matters
+            and _without_status(cached.body()) == _without_status(json.loads(new.raw))
+        )
+        if cached is not None and status_only:
+            self._put(dataclasses.replace(new, content_version=cached.content_version))
+            return  # cached, but no news
         old = self._put(new)
         if old is not new:
             self.on_change(old, new)

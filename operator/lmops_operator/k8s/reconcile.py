@@ -15,7 +15,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from lmops_operator.api.models import QualityGateResult, SecretKeyRef
 from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube, KubeError
 from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
-from lmops_operator.k8s.events import post_event
+from lmops_operator.k8s.events import EventSink, post_event
 from lmops_operator.k8s.ray_clusters import sync_ray_clusters
 from lmops_operator.k8s.resources import (
     CONFIG_MAP,
@@ -63,6 +63,9 @@ from lmops_operator.quality_gate import Evaluator, run_gate_if_due
 from lmops_operator.settings import Settings
 
 log = logging.getLogger(__name__)
+# With a rollout under way but no time-based step due, check again this often anyway.
+IDLE_RECHECK_S = 60.0
+LEGACY_FINALIZER = "lmops.io/finalizer"
 
 
 @dataclass
@@ -78,8 +81,10 @@ class ReconcileContext:
     evaluator_for: Callable[[LanguageModel, str | None], Evaluator] | None = None
     clock: Callable[[], datetime] = utcnow
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    # namespace/name -> monotonic time the planner asked to look again (the rollout timer reads it)
-    due: dict[str, float] = field(default_factory=dict)
+    # Posts events in the background; without one (a reconcile run on its own) they are posted inline.
+    events: EventSink | None = None
+    # namespace/name -> the cache versions its last reconcile left behind (see ``reconcile``)
+    settled: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
@@ -195,7 +200,7 @@ async def _refuse(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, m
     old_ready = next((c for c in previous.conditions or [] if c.type == "Ready"), None)
     writes = await _patch_status(ctx, body, status)
     if old_ready is None or old_ready.reason != reason or old_ready.message != message:
-        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        await _emit(ctx, body, ("Warning", reason, message), now)
         writes += 1
     return Outcome(writes=writes, permanent_error=f"{reason}: {message}", phase="Failed")
 
@@ -208,7 +213,7 @@ async def _degrade(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, 
     writes = await _patch_status(ctx, body, status)
     old = next((c for c in previous.conditions or [] if c.type == "Degraded"), None)
     if old is None or old.reason != reason or old.message != message:
-        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        await _emit(ctx, body, ("Warning", reason, message), now)
         writes += 1
     return Outcome(writes=writes, phase="Degraded")
 
@@ -265,9 +270,21 @@ def _fix_created_at(status: LanguageModelStatus, revision: str, created: Any) ->
             summary.created_at = stamp
 
 
-async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
-    """Reconcile LanguageModel ``namespace/name``; API errors propagate (kopf retries them)."""
+async def reconcile(ctx: ReconcileContext, namespace: str, name: str, *, timed: bool = False) -> Outcome:
+    """Reconcile LanguageModel ``namespace/name``; API errors propagate (the work queue retries them).
+
+    A model whose cached world is exactly what its last reconcile left behind is not planned again for an
+    event: the watch echoes of the operator's own writes can arrive before the writes' responses and queue
+    the model once more, and planning it would only confirm that nothing is to be done. A ``timed``
+    reconcile (the planner asked to look again at this time: a rollout step, an analysis, a countdown) is
+    always planned, since what changed then is the clock or the metrics, which no fingerprint holds.
+    """
+    key = f"{namespace}/{name}"
     async with ctx.lock(namespace, name):
+        if not timed and ctx.settled.get(key) == ctx.caches.fingerprint(namespace, name):
+            observability.RECONCILES_SKIPPED.inc()
+            return Outcome()
+        ctx.settled.pop(key, None)
         started = time.monotonic()
         try:
             outcome = await _reconcile(ctx, namespace, name)
@@ -277,13 +294,18 @@ async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome
         finally:
             observability.RECONCILE_DURATION.observe(time.monotonic() - started)
             observability.RECONCILES.inc()
+        ctx.settled[key] = ctx.caches.fingerprint(namespace, name)
         return outcome
 
 
 async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
     body = ctx.caches.model(namespace, name)
-    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+    if body is None:
         return Outcome()
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Outcome(writes=await _release_legacy_finalizer(ctx, body))
+    if await _release_legacy_finalizer(ctx, body):
+        body = ctx.caches.model(namespace, name) or body
     try:
         lm = load_language_model(body)
     except InvalidLanguageModel as exc:
@@ -320,12 +342,22 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
     except BrokenChildren as exc:
         return await _degrade(ctx, body, "BrokenChildren", str(exc))
     writes, events = await _apply(ctx, lm, result, children)
+    if ray_service is None and writes:
+        # The RayService was just created: the status describes the world as it is now (created, not yet
+        # reported by KubeRay), instead of being corrected by one more patch in the next reconcile.
+        children = ctx.caches.children(namespace, name)
+        revisions = children.of_kind(CONTROLLER_REVISION.kind, uid)
+        ray_service = children.get(RAY_SERVICE.kind, ray_service_name(name))
+        status = plan(
+            lm, replace(observed, ray_service=ray_service, controller_revisions=revisions), ctx.settings
+        )
+        result = replace(result, status=status.status)
     writes += await sync_ray_clusters(
         ctx.kube,
         ctx.caches,
         namespace,
         result.objects,
-        {ray_service_name(name): ray_service, standby_name: standby},
+        {ray_service_name(name): observed.ray_service, standby_name: standby},
         result.obsolete_ray_services,
     )
     writes += await _patch_status(ctx, body, result.status)
@@ -333,7 +365,45 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
     if consumed is not None:
         ctx.caches.remember(await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed))
         writes += 1
-    for kind, reason, message in [*events, *result.events]:
-        await _call(post_event, ctx.kube, dict(body), kind, reason, message, observed.now)
+    for event in [*events, *result.events]:
+        await _emit(ctx, body, event, observed.now)
         writes += 1
-    return Outcome(writes=writes, requeue_after=result.requeue_after, phase=result.status.phase)
+    return Outcome(writes=writes, requeue_after=_recheck_after(result), phase=result.status.phase)
+
+
+def _recheck_after(result: Plan) -> float | None:
+    """When to reconcile again with no event: when the planner says, and during a rollout or a standby
+    countdown at least every IDLE_RECHECK_S (analysis reads live metrics, which send no watch event)."""
+    status = result.status
+    standby = status.standby
+    waiting = bool(status.canary_revision or status.rollout or (standby and standby.primary_unready_since))
+    idle = IDLE_RECHECK_S if waiting else None
+    return min((t for t in (result.requeue_after, idle) if t is not None), default=None)
+
+
+async def _emit(ctx: ReconcileContext, body: Mapping[str, Any], event: Event, now: datetime) -> None:
+    kind, reason, message = event
+    if ctx.events is not None:
+        ctx.events.emit(dict(body), kind, reason, message, now)
+    else:
+        await _call(post_event, ctx.kube, dict(body), kind, reason, message, now)
+
+
+async def _release_legacy_finalizer(ctx: ReconcileContext, body: Mapping[str, Any]) -> int:
+    """Earlier versions let kopf put a finalizer on models in a rollout; nothing removes it now, so a model
+    that still carries it is released once (else its deletion would wait forever)."""
+    meta = body.get("metadata") or {}
+    finalizers = list(meta.get("finalizers") or [])
+    if LEGACY_FINALIZER not in finalizers:
+        return 0
+    ops = [
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {
+            "op": "replace",
+            "path": "/metadata/finalizers",
+            "value": [f for f in finalizers if f != LEGACY_FINALIZER],
+        },
+    ]
+    path = LANGUAGE_MODEL.item(str(meta.get("namespace")), str(meta.get("name")))
+    ctx.caches.remember(await _call(ctx.kube.json_patch, path, ops))
+    return 1

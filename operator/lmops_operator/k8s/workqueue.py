@@ -20,14 +20,17 @@ WORKERS = 16
 
 class WorkQueue:
     def __init__(self, workers: int = WORKERS) -> None:
-        self.work: Callable[[str, str], Awaitable[None]] | None = None  # set before ``start``
+        # (namespace, name, timed) -> None; set before ``start``
+        self.work: Callable[[str, str, bool], Awaitable[None]] | None = None
         self.workers = workers
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._running: set[Key] = set()
         self._again: set[Key] = set()
+        self._timed: set[Key] = set()  # queued by a timer: the work function is told so
         self._open = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -38,6 +41,9 @@ class WorkQueue:
         ]
 
     async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -58,8 +64,21 @@ class WorkQueue:
             self._loop.call_soon_threadsafe(self.add, namespace, name)
 
     def add_later(self, delay_s: float, namespace: str, name: str) -> None:
-        if self._loop is not None:
-            self._loop.call_later(delay_s, self.add, namespace, name)
+        """Queue ``namespace/name`` after ``delay_s``: one timer per model, the latest request wins (a
+        rollout step's wait, a retry); the timer only queues, so a closed queue still holds it back."""
+        if self._loop is None:
+            return
+        key = (namespace, name)
+        previous = self._timers.pop(key, None)
+        if previous is not None:
+            previous.cancel()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self._timed.add(key)
+            self.add(namespace, name)
+
+        self._timers[key] = self._loop.call_later(delay_s, fire)
 
     def set_open(self, value: bool) -> None:
         if value and not self._open.is_set():
@@ -82,9 +101,11 @@ class WorkQueue:
             await self._open.wait()
             self._queued.discard(key)
             self._running.add(key)
+            timed = key in self._timed
+            self._timed.discard(key)
             try:
                 assert self.work is not None, "WorkQueue.work is set before start"
-                await self.work(*key)
+                await self.work(*key, timed)
             except Exception:  # the work function reports and schedules its own retries
                 log.exception("reconcile of %s/%s raised", *key)
             finally:
