@@ -270,11 +270,15 @@ def watching(api: Any, namespace: str, convergence: Convergence) -> Iterator[Non
         while not stop.is_set():
             w = watch_api.Watch()
             watchers.append(w)
-            with contextlib.suppress(Exception):
+            try:
                 for event in w.stream(listing, timeout_seconds=3600):
                     handle(event["object"])
                     if stop.is_set():
                         break
+            except BaseException as exc:  # reconnect on anything: a dead watcher would hang the benchmark
+                if not stop.is_set():
+                    print(f"benchmark watch of {plural} restarts after {exc!r}", file=sys.stderr)
+                    time.sleep(0.5)
 
     threads = [
         threading.Thread(target=loop, args=(GROUP, VERSION, PLURAL, convergence.on_model), daemon=True),

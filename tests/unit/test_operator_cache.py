@@ -238,3 +238,25 @@ def test_a_status_only_change_of_a_pdb_leaves_the_fingerprint_alone() -> None:
     assert caches.fingerprint("ns", "m") == before
     pdbs._apply_event("MODIFIED", _obj("m-workers", 3, spec={"x": 2}, status={"expectedPods": 0}))
     assert caches.fingerprint("ns", "m") != before
+
+
+def test_events_go_before_timer_polls() -> None:
+    async def scenario() -> list[str]:
+        runs: list[str] = []
+
+        async def work(namespace: str, name: str, timed: bool) -> None:
+            runs.append(name)
+
+        queue = WorkQueue(workers=1)
+        queue.work = work
+        queue.start()
+        for name in ("poll-1", "poll-2"):
+            queue.add_later(0.0, "ns", name)
+        await asyncio.sleep(0.01)  # both timers fired; the queue is still closed
+        queue.add("ns", "event")
+        queue.set_open(True)
+        await asyncio.sleep(0.05)
+        await queue.stop()
+        return runs
+
+    assert asyncio.run(scenario()) == ["event", "poll-1", "poll-2"]

@@ -23,11 +23,15 @@ class WorkQueue:
         # (namespace, name, timed) -> None; set before ``start``
         self.work: Callable[[str, str, bool], Awaitable[None]] | None = None
         self.workers = workers
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        # Two ordered sets: what an event queued comes first, what a timer queued (a rollout's poll, a retry)
+        # when no event waits, so a thousand polling models never delay a status KubeRay just reported.
+        self._events: dict[Key, None] = {}
+        self._ticks: dict[Key, None] = {}
         self._running: set[Key] = set()
-        self._again: set[Key] = set()
+        self._again: set[Key] = set()  # an event came during the model's reconcile: once more after it
+        self._again_timed: set[Key] = set()  # its timer fired during it
         self._timed: set[Key] = set()  # queued by a timer: the work function is told so
+        self._ready = asyncio.Event()
         self._open = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: dict[Key, asyncio.TimerHandle] = {}
@@ -50,13 +54,21 @@ class WorkQueue:
         self._tasks = []
 
     def add(self, namespace: str, name: str) -> None:
-        """Queue a reconcile of ``namespace/name`` (on the loop's thread)."""
-        key = (namespace, name)
+        """Queue a reconcile of ``namespace/name`` for an event (on the loop's thread)."""
+        self._add((namespace, name), timed=False)
+
+    def _add(self, key: Key, timed: bool) -> None:
+        if timed:
+            self._timed.add(key)
         if key in self._running:
-            self._again.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            (self._again_timed if timed else self._again).add(key)
+        elif timed:
+            if key not in self._events:
+                self._ticks[key] = None
+        else:
+            self._ticks.pop(key, None)  # an event for a model waiting on a timer: it goes first now
+            self._events[key] = None
+        self._ready.set()
 
     def add_threadsafe(self, namespace: str, name: str) -> None:
         """``add`` from an informer's thread."""
@@ -75,14 +87,13 @@ class WorkQueue:
 
         def fire() -> None:
             self._timers.pop(key, None)
-            self._timed.add(key)
-            self.add(namespace, name)
+            self._add(key, timed=True)
 
         self._timers[key] = self._loop.call_later(delay_s, fire)
 
     def set_open(self, value: bool) -> None:
         if value and not self._open.is_set():
-            log.info("work queue open: %d models queued", len(self._queued))
+            log.info("work queue open: %d models queued", len(self._events) + len(self._ticks))
             self._open.set()
         elif not value and self._open.is_set():
             log.info("work queue closed (peering): reconciles wait")
@@ -93,13 +104,22 @@ class WorkQueue:
         return self._open.is_set()
 
     def __len__(self) -> int:
-        return len(self._queued) + len(self._running)
+        return len(self._events) + len(self._ticks) + len(self._running)
+
+    async def _next(self) -> Key:
+        while True:
+            await self._open.wait()
+            for pending in (self._events, self._ticks):
+                if pending:
+                    key = next(iter(pending))
+                    del pending[key]
+                    return key
+            self._ready.clear()
+            await self._ready.wait()
 
     async def _worker(self) -> None:
         while True:
-            key = await self._queue.get()
-            await self._open.wait()
-            self._queued.discard(key)
+            key = await self._next()
             self._running.add(key)
             timed = key in self._timed
             self._timed.discard(key)
@@ -110,6 +130,9 @@ class WorkQueue:
                 log.exception("reconcile of %s/%s raised", *key)
             finally:
                 self._running.discard(key)
+                if key in self._again_timed:
+                    self._again_timed.discard(key)
+                    self._add(key, timed=True)
                 if key in self._again:
                     self._again.discard(key)
-                    self.add(*key)
+                    self._add(key, timed=False)
