@@ -260,3 +260,14 @@ def test_events_go_before_timer_polls() -> None:
         return runs
 
     assert asyncio.run(scenario()) == ["event", "poll-1", "poll-2"]
+
+
+def test_a_change_by_another_hand_during_a_reconcile_is_planned_again() -> None:
+    caches = Caches(None, ("ns",), lambda ns, name: None)  # type: ignore[arg-type]
+    informers = caches._informers
+    informers["LanguageModel"]["ns"]._apply_event("ADDED", _obj("m", 1, model=None))
+    start = caches.fingerprint("ns", "m")
+    caches.remember({**_obj("m", 5), "kind": "Service"})  # the reconcile's own write
+    assert caches.settled("ns", "m", start) == caches.fingerprint("ns", "m")  # nothing else: settled
+    informers["RayCluster"]["ns"]._apply_event("ADDED", _obj("m-x7k2p", 6))  # KubeRay, meanwhile
+    assert caches.settled("ns", "m", start) != caches.fingerprint("ns", "m")

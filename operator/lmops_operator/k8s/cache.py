@@ -72,6 +72,8 @@ class Caches:
         peering_name: str | None = None,
     ) -> None:
         self.on_model = on_model
+        # (kind, namespace, name) -> the version of the operator's last write of it (see ``settled``)
+        self.written: dict[tuple[str, str, str], int] = {}
         scopes: list[str | None] = [*namespaces] or [None]
         self._informers: dict[str, dict[str | None, Informer]] = {}
         for resource in (LANGUAGE_MODEL, RAY_SERVICE, *LABELLED):
@@ -198,6 +200,29 @@ class Caches:
         informer = self._informer(resource.kind, namespace) if resource is not None else None
         if informer is not None:
             informer.remember(obj)
+            meta = obj.get("metadata") or {}
+            version = str(meta.get("resourceVersion") or "0")
+            self.written[(informer.resource.kind, namespace, str(meta.get("name")))] = (
+                int(version) if version.isdigit() else 0
+            )
+
+    def settled(
+        self, namespace: str, model: str, start: tuple[tuple[str, str, int], ...]
+    ) -> tuple[tuple[str, str, int], ...]:
+        """The fingerprint a reconcile that read ``start`` leaves: the model's world now, except that what
+        changed meanwhile by another hand keeps a version no fingerprint will match, so the next event
+        plans again (only the operator's own writes are known to have been taken into account)."""
+        before = {(kind, name): version for kind, name, version in start}
+        out = []
+        for kind, name, _ in self.fingerprint(namespace, model):
+            ours = self.written.get((kind, namespace, name))
+            if ours is not None and ours > before.get((kind, name), -1):
+                out.append((kind, name, ours))
+            else:
+                out.append((kind, name, before.get((kind, name), -2)))
+        now = {(kind, name) for kind, name, _ in out}
+        out += [("Gone", f"{kind}/{name}", -2) for kind, name in before if (kind, name) not in now]
+        return tuple(out)
 
     def sizes(self) -> dict[str, int]:
         """Objects cached per kind (logged once synced)."""

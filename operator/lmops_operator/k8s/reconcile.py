@@ -281,7 +281,8 @@ async def reconcile(ctx: ReconcileContext, namespace: str, name: str, *, timed: 
     """
     key = f"{namespace}/{name}"
     async with ctx.lock(namespace, name):
-        if not timed and ctx.settled.get(key) == ctx.caches.fingerprint(namespace, name):
+        start = ctx.caches.fingerprint(namespace, name)
+        if not timed and ctx.settled.get(key) == start:
             observability.RECONCILES_SKIPPED.inc()
             return Outcome()
         ctx.settled.pop(key, None)
@@ -294,7 +295,7 @@ async def reconcile(ctx: ReconcileContext, namespace: str, name: str, *, timed: 
         finally:
             observability.RECONCILE_DURATION.observe(time.monotonic() - started)
             observability.RECONCILES.inc()
-        ctx.settled[key] = ctx.caches.fingerprint(namespace, name)
+        ctx.settled[key] = ctx.caches.settled(namespace, name, start)
         return outcome
 
 
