@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes: checks the plumbing in minutes")
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda adds serving-gpu")
-    parser.add_argument("--n", type=int, action="append", help="operator benchmark sizes (default 100, 500)")
+    parser.add_argument(
+        "--n", type=int, action="append", help="operator benchmark sizes (default 100, 500, 1000)"
+    )
     parser.add_argument("--render-only", action="store_true", help="rewrite the page from stored results")
     args = parser.parse_args(argv)
     names = list(DEFAULT) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]

@@ -1,39 +1,30 @@
-"""Thin kopf wiring: every trigger ends in ``k8s.reconcile.reconcile`` for one LanguageModel.
+"""Thin wiring: kopf keeps the peering between replicas and the credentials; the work queue runs reconciles.
 
-Handlers are registered into a registry built per operator instance (not kopf's global one), so tests can
-run an operator in-process with their own context, and a restart is a new registry, as in production.
+Every trigger queues one LanguageModel: the operator's watches (the model or one of its children changed,
+``k8s.cache``) and the planner's own "look again in N seconds" (a rollout step, an analysis interval, a
+retry). kopf has no handler on LanguageModels, so it neither watches them a second time nor writes to them
+(no finalizers, no bookkeeping annotations). The registry is built per operator instance (not kopf's
+global one), so tests can run an operator in-process, and a restart is a new registry, as in production.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
 
-from lmops_operator.api import GROUP, KIND, PLURAL, VERSION
-from lmops_operator.k8s.reconcile import Outcome, ReconcileContext, reconcile
-from lmops_operator.names import MODEL_LABEL
+from lmops_operator.k8s.reconcile import ReconcileContext, reconcile
+from lmops_operator.k8s.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
-TIMER_INTERVAL_S = 5.0
 RETRY_DELAY_S = 10.0
-# With a rollout under way but no time-based step due, check again this often anyway.
-IDLE_RECHECK_S = 60.0
-STORAGE_PREFIX = GROUP
 
 
 def operator_settings(ctx: ReconcileContext) -> kopf.OperatorSettings:
-    """kopf keeps its bookkeeping in lmops.io/ annotations (our status schema has no room for it) and
-    posts no events of its own: the reconcile posts the meaningful ones."""
+    """kopf posts no events of its own (the reconcile posts the meaningful ones) and keeps the peering."""
     settings = kopf.OperatorSettings()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=STORAGE_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=STORAGE_PREFIX, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.enabled = False
     if ctx.settings.peering_name is not None:
         settings.peering.name = ctx.settings.peering_name
@@ -45,33 +36,28 @@ def operator_settings(ctx: ReconcileContext) -> kopf.OperatorSettings:
     return settings
 
 
-def _rollout_active(status: Mapping[str, Any], **_: Any) -> bool:
-    rollout = status.get("rollout")
-    standby = status.get("standby")
-    # A standby countdown (primary unready, switch due at a set time) needs the timer as a rollout does.
-    counting = isinstance(standby, Mapping) and bool(standby.get("primaryUnreadySince"))
-    return bool(status.get("canaryRevision")) or (isinstance(rollout, Mapping) and bool(rollout)) or counting
+def runner(ctx: ReconcileContext, queue: WorkQueue) -> Callable[[str, str, bool], Awaitable[None]]:
+    """The work queue's job for one model: reconcile, then queue it again when the planner asked to look
+    again; a failure is retried after RETRY_DELAY_S."""
 
-
-def build_registry(
-    ctx: ReconcileContext, login: Callable[[], kopf.ConnectionInfo] | None = None
-) -> kopf.OperatorRegistry:
-    registry = kopf.OperatorRegistry()
-    due: dict[str, float] = {}
-
-    async def run(namespace: str, name: str) -> Outcome:
+    async def run(namespace: str, name: str, timed: bool) -> None:
         try:
-            outcome = await reconcile(ctx, namespace, name)
-        except Exception as exc:
-            log.exception("reconcile of %s/%s failed", namespace, name)
-            raise kopf.TemporaryError(f"reconcile failed: {exc}", delay=RETRY_DELAY_S) from exc
-        key = f"{namespace}/{name}"
-        due[key] = time.monotonic() + (
-            outcome.requeue_after if outcome.requeue_after is not None else IDLE_RECHECK_S
-        )
+            outcome = await reconcile(ctx, namespace, name, timed=timed)
+        except Exception:
+            log.exception("reconcile of %s/%s failed; again in %.0f s", namespace, name, RETRY_DELAY_S)
+            queue.add_later(RETRY_DELAY_S, namespace, name)
+            return
+        if outcome.requeue_after is not None:
+            queue.add_later(outcome.requeue_after, namespace, name)
         if outcome.permanent_error is not None:
-            raise kopf.PermanentError(outcome.permanent_error)
-        return outcome
+            log.warning("%s/%s refused: %s", namespace, name, outcome.permanent_error)
+
+    return run
+
+
+def build_registry(login: Callable[[], kopf.ConnectionInfo] | None = None) -> kopf.OperatorRegistry:
+    """kopf's part: credentials (re-read on every login, so rotated tokens are picked up)."""
+    registry = kopf.OperatorRegistry()
 
     if login is not None:
         login_fn = login
@@ -79,40 +65,5 @@ def build_registry(
         @kopf.on.login(registry=registry)
         def _login(**_: Any) -> kopf.ConnectionInfo:
             return login_fn()
-
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def language_model_changed(namespace: str | None, name: str, **_: Any) -> None:
-        await run(namespace or "default", name)
-
-    @kopf.on.event("ray.io", "v1", "rayservices", labels={MODEL_LABEL: kopf.PRESENT}, registry=registry)
-    async def ray_service_event(body: Mapping[str, Any], type: str | None, **_: Any) -> None:
-        """KubeRay changed its status (or someone edited ours): reconcile the owning model."""
-        meta = body.get("metadata") or {}
-        owner = next(
-            (
-                ref
-                for ref in meta.get("ownerReferences") or []
-                if ref.get("controller")
-                and ref.get("kind") == KIND
-                and ref.get("apiVersion", "").startswith(GROUP)
-            ),
-            None,
-        )
-        if owner is None or not meta.get("namespace"):
-            return
-        try:
-            await run(str(meta["namespace"]), str(owner["name"]))
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            # Event handlers are not retried by kopf; the model's own handlers and timer carry on.
-            log.warning("reconcile after RayService %s event: %s", type, exc)
-
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_INTERVAL_S, when=_rollout_active, registry=registry)
-    async def rollout_tick(namespace: str | None, name: str, **_: Any) -> None:
-        """A rollout waits on time (step pauses, analysis intervals): reconcile when the planner said so."""
-        at = due.get(f"{namespace}/{name}")
-        if at is None or time.monotonic() >= at:
-            await run(namespace or "default", name)
 
     return registry

@@ -14,6 +14,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 RECONCILES = Counter("lmops_operator_reconcile_total", "LanguageModel reconciles run.", registry=REGISTRY)
+RECONCILES_SKIPPED = Counter(
+    "lmops_operator_reconcile_skipped_total",
+    "Reconciles not planned: the model's cached world was what its last reconcile left behind.",
+    registry=REGISTRY,
+)
 RECONCILE_ERRORS = Counter(
     "lmops_operator_reconcile_errors_total",
     "Reconciles that raised (API errors, retried by kopf).",

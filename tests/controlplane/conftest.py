@@ -128,6 +128,7 @@ def start_operator(
         namespaces: tuple[str, ...],
         priority: int | None = None,
         kubeconfig: Path | None = None,
+        api_client: Any = None,
         **settings: Any,
     ) -> RunningOperator:
         credentials = kubeconfig or operator_credentials
@@ -139,7 +140,7 @@ def start_operator(
             ),
             kubeconfig=str(credentials),
             metrics_source=FakeMetricsSource(),
-            api_client=api_client_from_kubeconfig(str(credentials)),
+            api_client=api_client or api_client_from_kubeconfig(str(credentials)),
         )
         if priority is not None:
             run.priority = priority

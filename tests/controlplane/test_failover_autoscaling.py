@@ -54,12 +54,14 @@ def _fake_status(admin: Kube, namespace: str, name: str, *, ready: bool, cluster
 
 
 def _ray_cluster(namespace: str, name: str, group: str, low: int, high: int) -> dict[str, Any]:
-    """A RayCluster as KubeRay would have created it for the RayService (only what the schema needs)."""
+    """A RayCluster as KubeRay would have created it for the RayService (only what the schema needs, and the
+    RayService's labels, which KubeRay copies onto its clusters)."""
     container = {"name": "ray", "image": "ghcr.io/lmops/runtime:test"}
+    model = name.rsplit("-", 1)[0]
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"lmops.io/model": model}},
         "spec": {
             "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}},
             "workerGroupSpecs": [

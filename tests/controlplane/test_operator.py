@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from lmops_operator import observability
+from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
 from lmops_operator.k8s.reconcile import ReconcileContext, reconcile
 from lmops_operator.k8s.resources import (
@@ -85,15 +86,23 @@ def _events(plane: ControlPlane, namespace: str, name: str) -> list[dict[str, An
     return items
 
 
-def _resync_writes(credentials: str, namespace: str, name: str) -> tuple[int, int]:
-    """Run one reconcile with a counting client: (writes the reconcile reports, non-GET requests sent)."""
+def _resync_requests(credentials: str, namespace: str, name: str) -> tuple[int, int]:
+    """One reconcile on caches synced from the API server: (writes it reports, requests it sent)."""
     counting = CountingApi(api_client_from_kubeconfig(credentials))
-    ctx = ReconcileContext(
-        kube=Kube(counting.api), settings=Settings(default_runtime_image="ghcr.io/lmops/runtime:test")
-    )
-    outcome = asyncio.run(reconcile(ctx, namespace, name))
-    assert counting.methods["GET"] >= 3  # it did read the model and its children
-    return outcome.writes, counting.writes
+    kube = Kube(counting.api)
+    caches = Caches(kube, (namespace,), lambda *_: None)
+    caches.start()
+    try:
+        eventually(lambda: caches.synced, what="caches synced")
+        assert caches.model(namespace, name) is not None
+        before = sum(counting.methods.values())
+        ctx = ReconcileContext(
+            kube=kube, caches=caches, settings=Settings(default_runtime_image="ghcr.io/lmops/runtime:test")
+        )
+        outcome = asyncio.run(reconcile(ctx, namespace, name))
+        return outcome.writes, sum(counting.methods.values()) - before
+    finally:
+        caches.stop()
 
 
 def _versions(admin: Kube, namespace: str, name: str) -> dict[str, str]:
@@ -149,10 +158,16 @@ def test_lifecycle_create_ready_edit_resync_delete(
     assert status["traffic"] == [{"revision": rev, "weight": 100}]
     assert status["readyReplicas"] == 1  # KubeRay's ready worker pods
     reasons = {e["reason"] for e in _events(controlplane, namespace, "gpt2")}
-    assert {"RevisionCreated", "RayServiceCreated", "ServiceCreated", "Ready"} <= reasons
+    assert {"RevisionCreated", "ChildrenCreated", "Ready"} <= reasons
+    created = next(e for e in _events(controlplane, namespace, "gpt2") if e["reason"] == "ChildrenCreated")
+    assert created["message"] == (
+        "RayService gpt2, Service gpt2, PodDisruptionBudget gpt2-workers, NetworkPolicy gpt2-ray created"
+    )
+    # Nothing repeated for a state that did not change: one event of each.
+    assert sorted(reasons) == sorted(e["reason"] for e in _events(controlplane, namespace, "gpt2"))
 
-    # A resync of a converged model writes nothing.
-    assert _resync_writes(str(operator_credentials), namespace, "gpt2") == (0, 0)
+    # A resync of a converged model sends no request at all: everything it reads is in the caches.
+    assert _resync_requests(str(operator_credentials), namespace, "gpt2") == (0, 0)
 
     # Autoscaling edit: same revision, the same RayService updated in place.
     controlplane.patch_model(namespace, "gpt2", {"spec": {"autoscaling": {"maxReplicas": 7}}})

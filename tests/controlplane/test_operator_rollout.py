@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from lmops_operator.k8s.client import Kube
+from lmops_operator.k8s.client import Kube, api_client_from_kubeconfig
 from lmops_operator.k8s.peering import peering_crds
-from lmops_operator.k8s.resources import RAY_SERVICE
+from lmops_operator.k8s.resources import RAY_SERVICE, SERVICE
 from lmops_operator.metrics_source import FakeMetricsSource
 from lmops_operator.planning.metrics import MetricsSnapshot
 from testkit.controlplane import ControlPlane
-from tests.controlplane.conftest import eventually
+from tests.controlplane.conftest import CountingApi, eventually
 from tests.controlplane.test_operator import _apply, _example, _fake_kuberay, _revisions, _serve_apps, _status
 from tests.support.chart import install_operator_rbac
 
@@ -97,8 +97,14 @@ def test_peering_lets_one_operator_act_at_a_time(
     leader = start_operator(
         (namespace,), priority=200, peering_name="lmops-test", kubeconfig=identity.kubeconfig
     )
+    # The follower's own watches see every change too; it must not act on any of them while the leader lives.
+    follower_api = CountingApi(api_client_from_kubeconfig(str(identity.kubeconfig)))
     follower = start_operator(
-        (namespace,), priority=100, peering_name="lmops-test", kubeconfig=identity.kubeconfig
+        (namespace,),
+        priority=100,
+        peering_name="lmops-test",
+        kubeconfig=identity.kubeconfig,
+        api_client=follower_api.api,
     )
     peering = eventually(
         lambda: (
@@ -117,6 +123,11 @@ def test_peering_lets_one_operator_act_at_a_time(
 
     _apply(controlplane, _example("tiny", namespace))
     eventually(lambda: admin.get(RAY_SERVICE.item(namespace, "tiny")), what="RayService from the leader")
+    _fake_kuberay(admin, namespace, "tiny")
+    eventually(lambda: _status(admin, namespace, "tiny").get("phase") == "Ready", what="Ready by the leader")
+    admin.delete(SERVICE.item(namespace, "tiny"))  # a child gone: both see it, only the leader restores it
+    eventually(lambda: admin.get(SERVICE.item(namespace, "tiny")), what="Service restored by the leader")
+    assert follower_api.writes == 0, follower_api.methods
 
     leader.stop()  # the follower takes over once the leader has left the peering
     controlplane.patch_model(namespace, "tiny", {"spec": {"model": {"revision": "v2"}}})

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from bench.apiserver_metrics import operator_requests, parse_request_totals, writes
-from bench.operator_scale import bare_copy
+from bench.apiserver import operator_requests, parse_request_totals, writes
+from bench.operator_scale import owned_copy, rss_budget_mib
 from bench.rollout import AppView, ReplicaModel, demanded_replicas, kuberay_new_cluster_gpus
 from bench.serving_baselines import bandwidth_ceiling, compute_ceiling, make_prompts
 
@@ -137,28 +137,32 @@ def test_operator_requests_subtract_our_own_and_ignore_background() -> None:
     assert writes(delta) == Counter({("APPLY", "rayservices"): 5})
 
 
-def test_bare_copy_keeps_only_what_a_client_would_send() -> None:
+def test_owned_copy_moves_the_object_and_its_owner() -> None:
     obj = {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {
             "name": "m1",
             "namespace": "a",
             "labels": {"x": "y"},
-            "uid": "u",
-            "resourceVersion": "9",
-            "ownerReferences": [{"name": "m1"}],
-            "managedFields": [{}],
+            "ownerReferences": [{"name": "m1", "uid": "old", "controller": True}],
         },
-        "spec": {"serveConfigV2": "applications: []"},
-        "status": {"numServeEndpoints": 1},
+        "spec": {"ports": [{"port": 8000}]},
     }
-    assert bare_copy(obj, "b") == {
-        "apiVersion": "ray.io/v1",
-        "kind": "RayService",
-        "metadata": {"name": "m1", "namespace": "b", "labels": {"x": "y"}},
-        "spec": {"serveConfigV2": "applications: []"},
+    copied = owned_copy(obj, "b", "new")
+    assert copied["metadata"] == {
+        "name": "m1",
+        "namespace": "b",
+        "labels": {"x": "y"},
+        "ownerReferences": [{"name": "m1", "uid": "new", "controller": True}],
     }
+    assert copied["spec"] == obj["spec"]
+    assert obj["metadata"]["namespace"] == "a"  # the planner's object is left alone
+
+
+def test_rss_bar_is_150_mib_plus_150_kib_per_model() -> None:
+    assert rss_budget_mib(0) == 150
+    assert rss_budget_mib(1024) == 300
 
 
 def test_canary_walk_through_the_planner_holds_less_than_a_second_cluster() -> None:

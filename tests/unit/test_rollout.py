@@ -36,7 +36,7 @@ def test_first_deploy_waits_for_ready_then_becomes_stable() -> None:
     assert d.weights == {"a": 100}
     assert d.stable == "a" and d.status.stable_revision is None
     assert d.status.rollout is not None and d.status.rollout.state == "WaitingForReady"
-    assert d.requeue_after is not None
+    assert d.requeue_after is None  # readiness comes as an event (the RayService watch), not by polling
     sim.health["a"] = READY
     d = sim.reconcile()
     assert d.status.stable_revision == "a" and d.status.rollout is None

@@ -99,6 +99,28 @@ class Kube:
     def get(self, path: str) -> dict[str, Any] | None:
         return self._request("GET", path, missing_ok=True)
 
+    def list_with_version(self, path: str, query: Sequence[tuple[str, str]] = ()) -> tuple[list[Any], str]:
+        """A collection's items and the resourceVersion to watch from (what an informer starts with)."""
+        result = self._request("GET", path, query=query) or {}
+        version = str((result.get("metadata") or {}).get("resourceVersion") or "")
+        return list(result.get("items") or []), version
+
+    def watch(self, path: str, query: Sequence[tuple[str, str]], timeout_s: float) -> Any:
+        """Open a watch stream; the urllib3 response, read line by line (one JSON event each) by the caller,
+        who closes it. Not retried: a failed watch is re-listed or re-opened by the informer."""
+        _, url, header_params, _, _ = self.api.param_serialize(
+            method="GET",
+            resource_path=path,
+            query_params=[*query, ("watch", "true")],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api("GET", url, header_params=header_params, _request_timeout=timeout_s)
+        if not 200 <= response.status < 300:
+            data = response.read()
+            raise KubeError("WATCH", path, response.status, data.decode() if isinstance(data, bytes) else "")
+        return response.response
+
     def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
         result = self._request("GET", path, query=query) or {}

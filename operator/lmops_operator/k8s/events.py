@@ -1,7 +1,13 @@
-"""Kubernetes Events on the LanguageModel: what ``kubectl describe lm`` shows as the operator's steps."""
+"""Kubernetes Events on the LanguageModel: what ``kubectl describe lm`` shows as the operator's steps.
+
+Events go out through ``EventSink``, in the background and in order, as client-go's event recorder does: a
+reconcile's status patch is not kept waiting behind the events that describe it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -54,3 +60,37 @@ def post_event(
         kube.create(EVENT.collection(namespace), event_body(involved, kind, reason, message, now))
     except KubeError as exc:
         log.warning("could not post event %s: %s", reason, exc)
+
+
+class EventSink:
+    """One task posting queued events in order; ``emit`` never waits for the API server."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._queue: asyncio.Queue[tuple[dict[str, Any], str, str, str, datetime]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._post(), name="lmops-events")
+
+    def emit(self, involved: dict[str, Any], kind: str, reason: str, message: str, now: datetime) -> None:
+        self._queue.put_nowait((involved, kind, reason, message, now))
+
+    async def _post(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                await asyncio.to_thread(post_event, self.kube, *item)
+            finally:
+                self._queue.task_done()
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Post what is queued (for at most ``drain_s``), then stop."""
+        if self._task is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), drain_s)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -3,7 +3,8 @@ agree that only one acts. kopf does not ship them in its wheel, so lmops provide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lmops_operator.k8s.client import Kube, KubeError
@@ -79,3 +80,38 @@ def ensure_peering(kube: Kube, name: str, namespaces: Sequence[str]) -> list[str
         except KubeError as exc:
             problems.append(str(exc))
     return problems
+
+
+def _alive(info: Mapping[str, Any], now: datetime) -> bool:
+    try:
+        seen = datetime.fromisoformat(str(info.get("lastseen")))
+        lifetime = int(info.get("lifetime") or 60)
+    except (TypeError, ValueError):
+        return True  # unreadable: assume alive, the cautious side
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=UTC)
+    return seen + timedelta(seconds=lifetime) > now
+
+
+def peering_allows(
+    peerings: Sequence[Mapping[str, Any]], identity: str, priority: int, now: datetime
+) -> bool:
+    """Whether this replica may act, by kopf's own rule read from the peering objects it keeps.
+
+    kopf pauses its handlers while another live peer has a higher priority, or the same one; reconciles that
+    the operator's own watches start need the same answer, and kopf does not publish it. So: act only once
+    this replica's heartbeat is in every peering object (the others can see it too), and no other live peer
+    (``lastseen + lifetime`` not passed) has a priority at least as high.
+    """
+    if not peerings:
+        return False
+    for obj in peerings:
+        peers = obj.get("status") or {}
+        if identity not in peers:
+            return False
+        for other, info in peers.items():
+            if other == identity or not isinstance(info, Mapping) or not _alive(info, now):
+                continue
+            if int(info.get("priority") or 0) >= priority:
+                return False
+    return True

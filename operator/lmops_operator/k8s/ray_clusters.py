@@ -12,17 +12,18 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube
-from lmops_operator.k8s.resources import RAY_SERVICE, Resource
+from lmops_operator.k8s.resources import RAY_CLUSTER, RAY_SERVICE
 from lmops_operator.planning.worker_bounds import bounds_patch, cluster_names, desired_bounds
 
 log = logging.getLogger(__name__)
-RAY_CLUSTER = Resource("ray.io/v1", "RayCluster", "rayclusters")
 JSON_PATCH = "application/json-patch+json"
 
 
 def _sync(
     kube: Kube,
+    caches: Caches,
     namespace: str,
     desired: Sequence[Mapping[str, Any]],
     observed: Mapping[str, Mapping[str, Any] | None],
@@ -34,13 +35,12 @@ def _sync(
             continue
         bounds = desired_bounds(ray_service)
         for cluster in cluster_names(observed.get(ray_service["metadata"]["name"])):
-            path = RAY_CLUSTER.item(namespace, cluster)
-            live = kube.get(path)
+            live = caches.ray_cluster(namespace, cluster)
             if live is None:
                 continue
             ops = bounds_patch(bounds, live)
             if ops:
-                kube.json_patch(path, ops)
+                caches.remember(kube.json_patch(RAY_CLUSTER.item(namespace, cluster), ops))
                 log.info("worker bounds of RayCluster %s/%s set to %s", namespace, cluster, bounds)
                 writes += 1
     for name in obsolete:
@@ -52,11 +52,13 @@ def _sync(
 
 async def sync_ray_clusters(
     kube: Kube,
+    caches: Caches,
     namespace: str,
     desired: Sequence[Mapping[str, Any]],
     observed: Mapping[str, Mapping[str, Any] | None],
     obsolete: Sequence[str] = (),
 ) -> int:
     """Patch the worker bounds of every live cluster of the ``desired`` RayServices (``observed`` by name,
-    as read before applying: their status names the clusters); delete ``obsolete`` RayServices. Writes."""
-    return await asyncio.to_thread(_sync, kube, namespace, desired, observed, obsolete)
+    as read before applying: their status names the clusters; the clusters from the caches);
+    delete ``obsolete`` RayServices. Returns the writes."""
+    return await asyncio.to_thread(_sync, kube, caches, namespace, desired, observed, obsolete)

@@ -1,9 +1,11 @@
 """One reconcile of one LanguageModel: read the world, plan, apply what changed, write status and events.
 
-The only side-effecting step between kopf and the pure planner. It re-reads the LanguageModel rather than
-trusting the triggering event's body (a RayService event carries none), serializes reconciles of the same
-model, and writes nothing when nothing changed: children are compared with what was last applied, and the
-status is merge-patched only with the fields that differ.
+The only side-effecting step between the work queue and the pure planner. The model and its children come
+from the watch caches (``k8s.cache``), never from a GET, so a reconcile with nothing to do sends no request at
+all; every write's response goes back into the caches. Children are compared with what was last applied and
+only those that differ are applied; the status is merge-patched once, with only the fields that differ;
+events come after the status, one per kind of change (``Created``/``Updated`` children in one event), and
+phase events only when the phase changes, so an unchanged state repeats none.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -28,9 +30,10 @@ from lmops_operator.api import (
 from lmops_operator.api.annotations import consumed_patch, read_controls
 from lmops_operator.api.base import SecretKeyRef
 from lmops_operator.api.status import QualityGateResult
+from lmops_operator.k8s.cache import Caches
 from lmops_operator.k8s.client import Kube, KubeError
 from lmops_operator.k8s.diff import merge_patch, needs_apply, with_applied_hash
-from lmops_operator.k8s.events import post_event
+from lmops_operator.k8s.events import EventSink, post_event
 from lmops_operator.k8s.ray_clusters import sync_ray_clusters
 from lmops_operator.k8s.resources import (
     CONFIG_MAP,
@@ -41,7 +44,8 @@ from lmops_operator.k8s.resources import (
     resource_of,
 )
 from lmops_operator.metrics_source import MetricsSource
-from lmops_operator.names import MODEL_LABEL, REVISION_LABEL, ray_service_name
+from lmops_operator.names import REVISION_LABEL, ray_service_name
+from lmops_operator.planning.children import ObservedChildren, owned_by
 from lmops_operator.planning.decide import BrokenChildren, PolicyViolation
 from lmops_operator.planning.metrics import MetricsSnapshot
 from lmops_operator.planning.plan import (
@@ -54,17 +58,22 @@ from lmops_operator.planning.plan import (
 )
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.standby import standby_ray_service_name
+from lmops_operator.planning.traffic import Event
 from lmops_operator.quality_gate import Evaluator, run_gate_if_due
 from lmops_operator.settings import Settings
 
 log = logging.getLogger(__name__)
+# With a rollout under way but no time-based step due, check again this often anyway.
+IDLE_RECHECK_S = 60.0
+LEGACY_FINALIZER = "lmops.io/finalizer"
 
 
 @dataclass
 class ReconcileContext:
-    """What every reconcile shares: the API client, settings, the metrics source and per-model locks."""
+    """What every reconcile shares: API client, caches, settings, metrics source and per-model locks."""
 
     kube: Kube
+    caches: Caches
     settings: Settings
     metrics_source: MetricsSource | None = None
     # Builds the quality gate's evaluator for a model (in a cluster: through its Router) and one of its API
@@ -72,6 +81,10 @@ class ReconcileContext:
     evaluator_for: Callable[[LanguageModel, str | None], Evaluator] | None = None
     clock: Callable[[], datetime] = utcnow
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # Posts events in the background; without one (a reconcile run on its own) they are posted inline.
+    events: EventSink | None = None
+    # namespace/name -> the cache versions its last reconcile left behind (see ``reconcile``)
+    settled: dict[str, tuple[tuple[str, str, int], ...]] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
@@ -85,11 +98,6 @@ class Outcome:
     requeue_after: float | None = None
     permanent_error: str | None = None
     phase: str | None = None
-
-
-def _owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(ref.get("uid") == uid and ref.get("controller") for ref in refs)
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -109,7 +117,7 @@ async def _read_metrics(ctx: ReconcileContext, lm: LanguageModel) -> MetricsSnap
 
 
 async def _quality_gate(
-    ctx: ReconcileContext, lm: LanguageModel, revisions: list[dict[str, Any]], now: datetime
+    ctx: ReconcileContext, lm: LanguageModel, revisions: Sequence[Mapping[str, Any]], now: datetime
 ) -> QualityGateResult | None:
     """Run the quality gate when the rollout waits for it (blocking evaluation, so off the event loop)."""
     namespace = lm.metadata.namespace or "default"
@@ -167,7 +175,7 @@ async def _patch_status(ctx: ReconcileContext, body: Mapping[str, Any], status: 
     if not patch:
         return 0
     path = LANGUAGE_MODEL.item(meta["namespace"], meta["name"]) + "/status"
-    await _call(ctx.kube.merge_patch, path, {"status": patch})
+    ctx.caches.remember(await _call(ctx.kube.merge_patch, path, {"status": patch}))
     return 1
 
 
@@ -192,7 +200,7 @@ async def _refuse(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, m
     old_ready = next((c for c in previous.conditions or [] if c.type == "Ready"), None)
     writes = await _patch_status(ctx, body, status)
     if old_ready is None or old_ready.reason != reason or old_ready.message != message:
-        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        await _emit(ctx, body, ("Warning", reason, message), now)
         writes += 1
     return Outcome(writes=writes, permanent_error=f"{reason}: {message}", phase="Failed")
 
@@ -205,60 +213,51 @@ async def _degrade(ctx: ReconcileContext, body: Mapping[str, Any], reason: str, 
     writes = await _patch_status(ctx, body, status)
     old = next((c for c in previous.conditions or [] if c.type == "Degraded"), None)
     if old is None or old.reason != reason or old.message != message:
-        await _call(post_event, ctx.kube, dict(body), "Warning", reason, message, now)
+        await _emit(ctx, body, ("Warning", reason, message), now)
         writes += 1
     return Outcome(writes=writes, phase="Degraded")
 
 
 async def _apply(
-    ctx: ReconcileContext,
-    lm: LanguageModel,
-    result: Plan,
-    body: Mapping[str, Any],
-    read: Mapping[tuple[str, str], Mapping[str, Any] | None],
-) -> int:
-    """Apply what differs from the live objects; ``read`` holds those this reconcile has already read
-    (by kind and name, None for known absent), so they are not read twice."""
+    ctx: ReconcileContext, lm: LanguageModel, result: Plan, children: ObservedChildren
+) -> tuple[int, list[Event]]:
+    """Apply what differs from the cached children; returns the writes and the events that say so."""
     namespace = lm.metadata.namespace or "default"
     writes = 0
-    now = ctx.clock()
+    done: dict[str, list[str]] = {"Created": [], "Updated": []}
     for desired in result.objects:
         resource = resource_of(desired)
-        path = resource.item(namespace, desired["metadata"]["name"])
-        key = (resource.kind, desired["metadata"]["name"])
-        live = read[key] if key in read else await _call(ctx.kube.get, path)
+        name = desired["metadata"]["name"]
+        live = children.get(resource.kind, name)
         if not needs_apply(desired, live):
             continue
-        applied = await _call(ctx.kube.apply, path, with_applied_hash(desired))
+        applied = await _call(ctx.kube.apply, resource.item(namespace, name), with_applied_hash(desired))
+        ctx.caches.remember(applied)
         writes += 1
         verb = "Created" if live is None else "Updated"
         if resource.kind == "ControllerRevision":
             created = (applied.get("metadata") or {}).get("creationTimestamp")
             _fix_created_at(result.status, result.target_revision, created)
             continue  # RevisionCreated already says it
-        log.info("%s %s %s/%s", verb.lower(), resource.kind, namespace, desired["metadata"]["name"])
-        await _call(
-            post_event,
-            ctx.kube,
-            dict(body),
-            "Normal",
-            f"{resource.kind}{verb}",
-            f"{resource.kind} {desired['metadata']['name']} {verb.lower()}",
-            now,
-        )
+        log.info("%s %s %s/%s", verb.lower(), resource.kind, namespace, name)
+        done[verb].append(f"{resource.kind} {name}")
+    events: list[Event] = [
+        ("Normal", child_event_reason(verb, names), f"{', '.join(names)} {verb.lower()}")
+        for verb, names in done.items()
+        if names
+    ]
     for name in result.stale_revisions:
         if await _call(ctx.kube.delete, CONTROLLER_REVISION.item(namespace, name)):
             writes += 1
-            await _call(
-                post_event,
-                ctx.kube,
-                dict(body),
-                "Normal",
-                "RevisionPruned",
-                f"ControllerRevision {name} deleted (past revisionHistoryLimit)",
-                now,
+            events.append(
+                ("Normal", "RevisionPruned", f"ControllerRevision {name} deleted (past revisionHistoryLimit)")
             )
-    return writes
+    return writes, events
+
+
+def child_event_reason(verb: str, names: list[str]) -> str:
+    """``RayServiceUpdated`` for one child, ``ChildrenCreated`` for several: one event per verb."""
+    return f"{names[0].split()[0]}{verb}" if len(names) == 1 else f"Children{verb}"
 
 
 def _fix_created_at(status: LanguageModelStatus, revision: str, created: Any) -> None:
@@ -271,9 +270,22 @@ def _fix_created_at(status: LanguageModelStatus, revision: str, created: Any) ->
             summary.created_at = stamp
 
 
-async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
-    """Reconcile LanguageModel ``namespace/name``; API errors propagate (kopf retries them)."""
+async def reconcile(ctx: ReconcileContext, namespace: str, name: str, *, timed: bool = False) -> Outcome:
+    """Reconcile LanguageModel ``namespace/name``; API errors propagate (the work queue retries them).
+
+    A model whose cached world is exactly what its last reconcile left behind is not planned again for an
+    event: the watch echoes of the operator's own writes can arrive before the writes' responses and queue
+    the model once more, and planning it would only confirm that nothing is to be done. A ``timed``
+    reconcile (the planner asked to look again at this time: a rollout step, an analysis, a countdown) is
+    always planned, since what changed then is the clock or the metrics, which no fingerprint holds.
+    """
+    key = f"{namespace}/{name}"
     async with ctx.lock(namespace, name):
+        start = ctx.caches.fingerprint(namespace, name)
+        if not timed and ctx.settled.get(key) == start:
+            observability.RECONCILES_SKIPPED.inc()
+            return Outcome()
+        ctx.settled.pop(key, None)
         started = time.monotonic()
         try:
             outcome = await _reconcile(ctx, namespace, name)
@@ -283,20 +295,26 @@ async def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome
         finally:
             observability.RECONCILE_DURATION.observe(time.monotonic() - started)
             observability.RECONCILES.inc()
+        ctx.settled[key] = ctx.caches.settled(namespace, name, start)
         return outcome
 
 
 async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcome:
-    body = await _call(ctx.kube.get, LANGUAGE_MODEL.item(namespace, name))
-    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+    body = ctx.caches.model(namespace, name)
+    if body is None:
         return Outcome()
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Outcome(writes=await _release_legacy_finalizer(ctx, body))
+    if await _release_legacy_finalizer(ctx, body):
+        body = ctx.caches.model(namespace, name) or body
     try:
         lm = load_language_model(body)
     except InvalidLanguageModel as exc:
         return await _refuse(ctx, body, "InvalidSpec", str(exc))
     uid = lm.metadata.uid
-    ray_service = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, ray_service_name(name)))
-    if ray_service is not None and not _owned_by(ray_service, uid):
+    children = ctx.caches.children(namespace, name)
+    ray_service = children.get(RAY_SERVICE.kind, ray_service_name(name))
+    if ray_service is not None and not owned_by(ray_service, uid):
         return await _degrade(
             ctx,
             body,
@@ -304,25 +322,9 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
             f"RayService {ray_service_name(name)} exists but is not owned by this LanguageModel",
         )
     standby_name = standby_ray_service_name(name)
-    standby_read = await _call(ctx.kube.get, RAY_SERVICE.item(namespace, standby_name))
-    standby = standby_read if standby_read is not None and _owned_by(standby_read, uid) else None
-    revisions = [
-        r
-        for r in await _call(
-            ctx.kube.list, CONTROLLER_REVISION.collection(namespace), f"{MODEL_LABEL}={name}"
-        )
-        if _owned_by(r, uid)
-    ]
-    # Items of a list carry no apiVersion and kind; the applier compares whole objects, so add them back.
-    cr = CONTROLLER_REVISION
-    read: dict[tuple[str, str], Mapping[str, Any] | None] = {
-        (RAY_SERVICE.kind, ray_service_name(name)): ray_service,
-        (RAY_SERVICE.kind, standby_name): standby_read,
-        **{
-            (cr.kind, r["metadata"]["name"]): {**r, "apiVersion": cr.api_version, "kind": cr.kind}
-            for r in revisions
-        },
-    }
+    standby_read = children.get(RAY_SERVICE.kind, standby_name)
+    standby = standby_read if standby_read is not None and owned_by(standby_read, uid) else None
+    revisions = children.of_kind(CONTROLLER_REVISION.kind, uid)
     annotations = lm.metadata.annotations or {}
     now = ctx.clock()
     observed = Observed(
@@ -340,20 +342,69 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
         return await _refuse(ctx, body, exc.reason, exc.message)
     except BrokenChildren as exc:
         return await _degrade(ctx, body, "BrokenChildren", str(exc))
-    writes = await _apply(ctx, lm, result, body, read)
+    writes, events = await _apply(ctx, lm, result, children)
+    if ray_service is None and writes:
+        # The RayService was just created: the status describes the world as it is now (created, not yet
+        # reported by KubeRay), instead of being corrected by one more patch in the next reconcile.
+        children = ctx.caches.children(namespace, name)
+        revisions = children.of_kind(CONTROLLER_REVISION.kind, uid)
+        ray_service = children.get(RAY_SERVICE.kind, ray_service_name(name))
+        status = plan(
+            lm, replace(observed, ray_service=ray_service, controller_revisions=revisions), ctx.settings
+        )
+        result = replace(result, status=status.status)
     writes += await sync_ray_clusters(
         ctx.kube,
+        ctx.caches,
         namespace,
         result.objects,
-        {ray_service_name(name): ray_service, standby_name: standby},
+        {ray_service_name(name): observed.ray_service, standby_name: standby},
         result.obsolete_ray_services,
     )
     writes += await _patch_status(ctx, body, result.status)
     consumed = consumed_patch(annotations)
     if consumed is not None:
-        await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed)
+        ctx.caches.remember(await _call(ctx.kube.merge_patch, LANGUAGE_MODEL.item(namespace, name), consumed))
         writes += 1
-    for kind, reason, message in result.events:
-        await _call(post_event, ctx.kube, dict(body), kind, reason, message, observed.now)
+    for event in [*events, *result.events]:
+        await _emit(ctx, body, event, observed.now)
         writes += 1
-    return Outcome(writes=writes, requeue_after=result.requeue_after, phase=result.status.phase)
+    return Outcome(writes=writes, requeue_after=_recheck_after(result), phase=result.status.phase)
+
+
+def _recheck_after(result: Plan) -> float | None:
+    """When to reconcile again with no event: when the planner says, and during a rollout or a standby
+    countdown at least every IDLE_RECHECK_S (analysis reads live metrics, which send no watch event)."""
+    status = result.status
+    standby = status.standby
+    waiting = bool(status.canary_revision or status.rollout or (standby and standby.primary_unready_since))
+    idle = IDLE_RECHECK_S if waiting else None
+    return min((t for t in (result.requeue_after, idle) if t is not None), default=None)
+
+
+async def _emit(ctx: ReconcileContext, body: Mapping[str, Any], event: Event, now: datetime) -> None:
+    kind, reason, message = event
+    if ctx.events is not None:
+        ctx.events.emit(dict(body), kind, reason, message, now)
+    else:
+        await _call(post_event, ctx.kube, dict(body), kind, reason, message, now)
+
+
+async def _release_legacy_finalizer(ctx: ReconcileContext, body: Mapping[str, Any]) -> int:
+    """Earlier versions let kopf put a finalizer on models in a rollout; nothing removes it now, so a model
+    that still carries it is released once (else its deletion would wait forever)."""
+    meta = body.get("metadata") or {}
+    finalizers = list(meta.get("finalizers") or [])
+    if LEGACY_FINALIZER not in finalizers:
+        return 0
+    ops = [
+        {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+        {
+            "op": "replace",
+            "path": "/metadata/finalizers",
+            "value": [f for f in finalizers if f != LEGACY_FINALIZER],
+        },
+    ]
+    path = LANGUAGE_MODEL.item(str(meta.get("namespace")), str(meta.get("name")))
+    ctx.caches.remember(await _call(ctx.kube.json_patch, path, ops))
+    return 1

@@ -35,6 +35,9 @@ EVENT = Resource("v1", "Event", "events")
 CONFIG_MAP = Resource("v1", "ConfigMap", "configmaps")
 SECRET = Resource("v1", "Secret", "secrets")
 NETWORK_POLICY = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+RAY_CLUSTER = Resource("ray.io/v1", "RayCluster", "rayclusters")
+KOPF_PEERING = Resource("kopf.dev/v1", "KopfPeering", "kopfpeerings")
+CLUSTER_KOPF_PEERING = Resource("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings")
 
 _BY_KIND = {
     (r.api_version, r.kind): r

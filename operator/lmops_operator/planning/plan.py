@@ -124,7 +124,7 @@ def deployed_revisions(ray_service: Mapping[str, Any] | None) -> list[str]:
     if not isinstance(raw, str):
         return []
     try:
-        document = yaml.safe_load(raw)
+        document = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x
     except yaml.YAMLError:
         return []
     apps = document.get("applications") if isinstance(document, Mapping) else None

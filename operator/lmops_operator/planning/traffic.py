@@ -182,4 +182,6 @@ def _first_deploy(inp: TrafficInput) -> TrafficDecision:
     events = []
     if health.failed:
         events.append(("Warning", "RevisionFailed", f"{target}: {health.message or 'failed to start'}"))
-    return _decision(inp, target, None, 0, None, ro, events, machine.POLL_SECONDS, promoted=False)
+    # No poll: readiness is the RayService's status, which reaches the operator as a watch event (local mode
+    # looks again on its own schedule); a poll per deploying model was most of the work at 1,000 models.
+    return _decision(inp, target, None, 0, None, ro, events, None, promoted=False)
