@@ -12,9 +12,17 @@ PYTHON="${PYTHON:-python3}"
 reqs="$("${PYTHON}" - "${LMOPS_ROOT}/pyproject.toml" "$@" <<'PY'
 import re, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
+extras = project["optional-dependencies"]
+
+def expand(extra):
+    """An extra's requirements, with lmops' own extras it names (lmops[runtime-base]) expanded in place."""
+    for req in extras[extra]:
+        own = re.fullmatch(r"lmops\[([\w,-]+)\]", req)
+        yield from (r for name in own[1].split(",") for r in expand(name)) if own else [req]
+
 for spec in sys.argv[2:]:
-    extra = re.fullmatch(r"\.\[(\w+)\]", spec)
-    print("\n".join(project["dependencies"] + project["optional-dependencies"][extra[1]]) if extra else spec)
+    extra = re.fullmatch(r"\.\[([\w-]+)\]", spec)
+    print("\n".join(project["dependencies"] + list(expand(extra[1]))) if extra else spec)
 PY
 )"
 pyver="$("${PYTHON}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
