@@ -55,9 +55,9 @@ from bench.serving_baselines import (
     measure_bandwidth,
     measure_flops,
     model_facts,
-    run_baseline,
-    run_ceiling,
+    run_in_process,
     run_stats,
+    warm_up,
 )
 from bench.serving_report import plot, render, report_title
 
@@ -325,25 +325,9 @@ def run(
         data["flops"] = flops
         log(f"serving: bandwidth read {bandwidth['read'] / 1e9:.1f} GB/s, matmul {flops / 1e9:.0f} GFLOP/s")
         prompts = make_prompts(max_batch * work.requests_per_client, work.prompt_tokens)
-        results: dict[str, dict[int, list[RunStats]]] = {
-            "baseline": {},
-            "ceiling": {},
-            "lmops": {},
-            "lmops_per_token": {},
-        }
-        # Warm-up (first-call allocations, kernel selection) is not measured.
-        warm = Workload(work.prompt_tokens, 4, (1,), 1, 1)
-        run_baseline(model, tokenizer, prompts, 1, warm)
-        run_ceiling(model, tokenizer, prompts, max_batch, warm)
-        for trial in range(work.trials):
-            for clients in work.concurrency:
-                log(f"serving: trial {trial + 1}/{work.trials}, {clients} clients: baseline, ceiling")
-                results["baseline"].setdefault(clients, []).append(
-                    run_baseline(model, tokenizer, prompts, clients, work)
-                )
-                results["ceiling"].setdefault(clients, []).append(
-                    run_ceiling(model, tokenizer, prompts, clients, work)
-                )
+        warm = warm_up(work)
+        results = run_in_process(model, tokenizer, prompts, max_batch, work, "serving")
+        results.update({"lmops": {}, "lmops_per_token": {}})
         data["load_avg"] = {"start": info.get("load_avg_1m"), "after_a_and_c": round(os.getloadavg()[0], 2)}
         del model
         if device == "cuda":

@@ -16,6 +16,7 @@ from typing import Any
 
 from bench.common import (
     Stopwatch,
+    log,
     median,
 )
 
@@ -322,3 +323,30 @@ def run_ceiling(model: Any, tokenizer: Any, prompts: list[str], batch: int, work
         total += finished - started
         results += [(finished - started, first - started, generated)] * batch
     return run_stats(results, total, work)
+
+
+def warm_up(work: Workload) -> Workload:
+    """The short, unmeasured run each path makes first (first-call allocations, kernel selection)."""
+    return Workload(work.prompt_tokens, 4, (1,), 1, 1)
+
+
+def run_in_process(
+    model: Any, tokenizer: Any, prompts: list[str], max_batch: int, work: Workload, label: str
+) -> dict[str, dict[int, list[RunStats]]]:
+    """Plain ``generate`` (``baseline``) and the static batch (``ceiling``) at every concurrency, each trial,
+    after an unmeasured warm-up (first-call allocations, kernel selection): the in-process paths every
+    serving benchmark compares against."""
+    results: dict[str, dict[int, list[RunStats]]] = {"baseline": {}, "ceiling": {}}
+    warm = warm_up(work)
+    run_baseline(model, tokenizer, prompts, 1, warm)
+    run_ceiling(model, tokenizer, prompts, max_batch, warm)
+    for trial in range(work.trials):
+        for clients in work.concurrency:
+            log(f"{label}: trial {trial + 1}/{work.trials}, {clients} clients: generate, static batch")
+            results["baseline"].setdefault(clients, []).append(
+                run_baseline(model, tokenizer, prompts, clients, work)
+            )
+            results["ceiling"].setdefault(clients, []).append(
+                run_ceiling(model, tokenizer, prompts, clients, work)
+            )
+    return results

@@ -38,11 +38,10 @@ from bench.serving import (
     build_model,
     load,
     make_prompts,
-    run_baseline,
-    run_ceiling,
     run_lmops,
     serve_document,
 )
+from bench.serving_baselines import run_in_process, warm_up
 
 BARS = {"v/a": 8.0, "v/o": 0.8}
 
@@ -84,28 +83,13 @@ def run(quick: bool = False, threads: int = 1, trials: int | None = None) -> Res
         "preset": asdict(preset),
         "workload": asdict(work),
     }
-    results: dict[str, dict[int, list[RunStats]]] = {
-        "baseline": {},
-        "ceiling": {},
-        "lmops_vllm": {},
-        "offline": {},
-    }
-    warm = Workload(work.prompt_tokens, 4, (1,), 1, 1)
+    results: dict[str, dict[int, list[RunStats]]] = {"lmops_vllm": {}, "offline": {}}
     with tempfile.TemporaryDirectory(prefix="lmops-bench-model-") as tmp:
         model_dir = build_model(Path(tmp) / "model", preset, "float32", device="cpu")
         prompts = make_prompts(max_batch * work.requests_per_client, work.prompt_tokens)
         model, tokenizer = load(model_dir, "cpu", "float32")
-        run_baseline(model, tokenizer, prompts, 1, warm)
-        run_ceiling(model, tokenizer, prompts, max_batch, warm)
-        for trial in range(work.trials):
-            for clients in work.concurrency:
-                log(f"serving-vllm: trial {trial + 1}/{work.trials}, {clients} clients: generate, batch")
-                results["baseline"].setdefault(clients, []).append(
-                    run_baseline(model, tokenizer, prompts, clients, work)
-                )
-                results["ceiling"].setdefault(clients, []).append(
-                    run_ceiling(model, tokenizer, prompts, clients, work)
-                )
+        warm = warm_up(work)
+        results.update(run_in_process(model, tokenizer, prompts, max_batch, work, "serving-vllm"))
         del model
         document = serve_document(
             model_dir, device="cpu", dtype="float32", max_batch=max_batch, cpus=cpus, engine="vllm"

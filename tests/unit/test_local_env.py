@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,15 @@ def test_the_token_is_made_once_and_private(tmp_path: Path) -> None:
     assert local_env.ensure_token(tmp_path / "state") == path and path.read_text() == token
 
 
+@pytest.fixture
+def no_ray_attached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as a fresh ``lmops`` command sees it: no Ray imported or attached. (In a full test run the
+    session's Ray is attached by now, and ``use_local_token`` rightly leaves an attached process alone.)"""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray._raylet", None)
+
+
+@pytest.mark.usefixtures("no_ray_attached")
 def test_use_local_token_points_ray_at_the_state_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -43,3 +53,17 @@ def test_the_default_state_directory_is_in_the_home(monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("LMOPS_STATE_DIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert local_env.state_dir() == tmp_path / ".cache" / "lmops"
+
+
+def test_a_process_attached_to_a_ray_keeps_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing the token under a live driver would lock it out of its own cluster."""
+
+    class AttachedRay:
+        @staticmethod
+        def is_initialized() -> bool:
+            return True
+
+    monkeypatch.setitem(sys.modules, "ray", AttachedRay)
+    monkeypatch.setenv("LMOPS_STATE_DIR", str(tmp_path / "state"))
+    local_env.use_local_token()
+    assert "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN_PATH" not in os.environ

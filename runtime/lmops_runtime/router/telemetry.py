@@ -33,6 +33,14 @@ from lmops_runtime.router.stats import (
 )
 
 Health = dict[str, dict[str, Any]]
+# A stats actor call that takes longer than this fails, and the replica resolves the actor by name on the next
+# push: on a real cluster a Router's first handle pointed at an actor that never answered, so every /stats
+# hung until the client gave up (the operator's canary analysis then never saw a metric).
+STATS_CALL_TIMEOUT_S = 3.0
+
+
+async def _bounded(call: Any) -> Any:
+    return await asyncio.wait_for(call, STATS_CALL_TIMEOUT_S)
 
 
 class Telemetry:
@@ -88,7 +96,9 @@ class Telemetry:
         try:
             if self.stats_actor is None:
                 self.stats_actor = stats_actor.get_or_create(self.app_name)
-            live = await self.stats_actor.push.remote(self.replica_id, deltas_to_wire(deltas), self.health())
+            live = await _bounded(
+                self.stats_actor.push.remote(self.replica_id, deltas_to_wire(deltas), self.health())
+            )
         except Exception:
             self.stats_actor = None
             restored = deltas
@@ -103,8 +113,9 @@ class Telemetry:
         try:
             await self.flush()
             assert self.stats_actor is not None
-            snapshot: dict[str, Any] = await self.stats_actor.snapshot.remote()
+            snapshot: dict[str, Any] = await _bounded(self.stats_actor.snapshot.remote())
         except Exception as exc:
+            self.stats_actor = None  # the next read resolves the actor by its name again
             raise ApiError(
                 503,
                 f"Stats actor unavailable: {cause_message(exc)}",
