@@ -130,6 +130,13 @@ def evaluate_gate(
     )
 
 
+def gate_waits(spec: LanguageModelSpec, status: LanguageModelStatus | None) -> bool:
+    """The rollout waits in state QualityGate: the only time the gate runs (checked before any work, since
+    every reconcile asks)."""
+    rollout = status.rollout if status is not None else None
+    return spec.rollout.quality_gate is not None and rollout is not None and rollout.state == "QualityGate"
+
+
 def run_gate_if_due(
     spec: LanguageModelSpec,
     status: LanguageModelStatus,
@@ -146,7 +153,7 @@ def run_gate_if_due(
     """
     gate = spec.rollout.quality_gate
     rollout = status.rollout
-    if gate is None or rollout is None or rollout.state != "QualityGate" or rollout.revision != target:
+    if gate is None or rollout is None or not gate_waits(spec, status) or rollout.revision != target:
         return None
     ref = gate.config_map_ref
     text = read_config_map(ref.name, ref.key)

@@ -39,13 +39,9 @@ def parse_stats(response: httpx.Response) -> StatsResponse:
 
 
 async def fetch_stats(
-    url: str,
-    headers: Mapping[str, str] | None = None,
-    timeout_s: float = TIMEOUT_S,
-    transport: httpx.AsyncBaseTransport | None = None,
+    client: httpx.AsyncClient, url: str, headers: Mapping[str, str] | None = None
 ) -> StatsResponse:
-    async with httpx.AsyncClient(timeout=timeout_s, transport=transport) as client:
-        return parse_stats(await client.get(url, headers=dict(headers or {})))
+    return parse_stats(await client.get(url, headers=dict(headers or {})))
 
 
 def read_stats(url: str, timeout_s: float = TIMEOUT_S) -> StatsResponse | None:

@@ -53,6 +53,7 @@ def test_canary_is_walked_by_the_timer_and_promoted(
     eventually(lambda: admin.get(RAY_SERVICE.item(namespace, "tiny")), what="RayService")
     _fake_kuberay(admin, namespace, "tiny")
     first = eventually(lambda: _status(admin, namespace, "tiny").get("stableRevision"), what="stable")
+    assert source.reads == 0, "a first deploy has no canary to analyse: no Router reads"
 
     controlplane.patch_model(namespace, "tiny", {"spec": {"model": {"revision": "v2"}}})
     new = _new_revision(admin, namespace, "tiny")

@@ -48,7 +48,8 @@ def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> b
     annotations = (live.get("metadata") or {}).get("annotations") or {}
     if annotations.get(APPLIED_HASH_ANNOTATION) != content_hash(desired):
         return True
-    return not is_subset(with_applied_hash(desired), live)
+    # The hash annotation is equal, so ``desired`` without it is what remains to compare (one hash, not two).
+    return not is_subset(desired, live)
 
 
 def merge_patch(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,7 @@ from lmops_operator.planning.plan import (
 from lmops_operator.planning.revision import revision_data, revision_hash
 from lmops_operator.planning.standby import standby_ray_service_name
 from lmops_operator.planning.traffic import Event
-from lmops_operator.quality_gate import Evaluator, run_gate_if_due
+from lmops_operator.quality_gate import Evaluator, gate_waits, run_gate_if_due
 from lmops_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,9 +105,11 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def _read_metrics(ctx: ReconcileContext, lm: LanguageModel) -> MetricsSnapshot | None:
-    """Router counters, only while a rollout needs them (no HTTP calls for a model at rest)."""
+    """Router counters, only while a canary is analysed against a stable revision: no HTTP call for a
+    model at rest or in its first deploy (nothing to compare; at a thousand models deploying at once these
+    reads were most of the operator's work)."""
     status = lm.status
-    if ctx.metrics_source is None or status is None or status.rollout is None:
+    if ctx.metrics_source is None or status is None or status.rollout is None or not status.stable_revision:
         return None
     try:
         return await ctx.metrics_source.read(lm)
@@ -120,6 +122,8 @@ async def _quality_gate(
     ctx: ReconcileContext, lm: LanguageModel, revisions: Sequence[Mapping[str, Any]], now: datetime
 ) -> QualityGateResult | None:
     """Run the quality gate when the rollout waits for it (blocking evaluation, so off the event loop)."""
+    if not gate_waits(lm.spec, lm.status):
+        return None
     namespace = lm.metadata.namespace or "default"
     data: dict[str, Mapping[str, Any]] = {}
     for obj in revisions:
@@ -369,15 +373,17 @@ async def _reconcile(ctx: ReconcileContext, namespace: str, name: str) -> Outcom
     for event in [*events, *result.events]:
         await _emit(ctx, body, event, observed.now)
         writes += 1
-    return Outcome(writes=writes, requeue_after=_recheck_after(result), phase=result.status.phase)
+    return Outcome(writes=writes, requeue_after=recheck_after(result), phase=result.status.phase)
 
 
-def _recheck_after(result: Plan) -> float | None:
+def recheck_after(result: Plan) -> float | None:
     """When to reconcile again with no event: when the planner says, and during a rollout or a standby
     countdown at least every IDLE_RECHECK_S (analysis reads live metrics, which send no watch event)."""
     status = result.status
     standby = status.standby
-    waiting = bool(status.canary_revision or status.rollout or (standby and standby.primary_unready_since))
+    # A first deploy (no stable revision) waits only for the RayService's status, which is a watch event.
+    rollout = status.rollout is not None and status.stable_revision is not None
+    waiting = bool(status.canary_revision or rollout or (standby and standby.primary_unready_since))
     idle = IDLE_RECHECK_S if waiting else None
     return min((t for t in (result.requeue_after, idle) if t is not None), default=None)
 
