@@ -222,6 +222,7 @@ def test_first_deploy_then_ready() -> None:
     }
     ready = world.step(running(first))
     assert ready.status.phase == "Ready"
+    assert [(k, r) for k, r, _ in ready.events] == [("Normal", "Ready")]  # one transition, one event
     assert ready.status.stable_revision == first.target_revision
     conditions = {c.type: c for c in ready.status.conditions or []}
     assert conditions["Ready"].status == "True" and conditions["Ready"].observed_generation == 1

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,7 @@ def router_evaluator(lm: LanguageModel, api_key: str | None) -> RouterEvaluator:
 DEFAULT_LIVENESS_PORT = 8080
 DEFAULT_METRICS_PORT = 9090
 GATE_INTERVAL_S = 0.25  # how often the queue's gate re-reads peering (peers also expire with time)
+IO_THREADS_SPARE = 4  # threads beyond one per worker: the event sink, the quality gate, peering
 SYNC_TIMEOUT_S = 60.0  # kopf starts after the caches listed everything, or after this (the gate still waits)
 
 
@@ -117,6 +119,11 @@ class OperatorRun:
         ready_flag: threading.Event | asyncio.Event | None = None,
     ) -> None:
         queue = WorkQueue()
+        # Every API call is a blocking client call in a thread: Python's default pool (cores + 4) would tie
+        # the calls in flight to the node's cores (6 on 2 cores, for 16 workers and the event sink).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=queue.workers + IO_THREADS_SPARE, thread_name_prefix="lmops-io")
+        )
         ctx = self.context(queue)
         queue.work = runner(ctx, queue)
         self.caches = ctx.caches

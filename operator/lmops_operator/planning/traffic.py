@@ -174,8 +174,9 @@ def _first_deploy(inp: TrafficInput) -> TrafficDecision:
     target = inp.target_revision
     health = _health(inp, target)
     if health.ready and not health.failed:
-        events = [("Normal", "RevisionReady", f"{target} is ready and takes all traffic")]
-        return _decision(inp, target, None, 0, None, None, events, None)
+        # No event of its own: the phase change it causes posts one ("Ready: revision ... serves all
+        # traffic"), and one transition is one event (at a thousand models each is an API write).
+        return _decision(inp, target, None, 0, None, None, [], None)
     ro = inp.status.rollout
     if ro is None or ro.revision != target:
         ro = machine.start(target, inp.now)
