@@ -44,6 +44,36 @@ from bench.serving import (
 from bench.serving_baselines import run_in_process, warm_up
 
 BARS = {"v/a": 8.0, "v/o": 0.8}
+#: Process roles on the v path, by a word of their command line (Ray names its actors' processes).
+ROLES = (
+    ("VLLM::Worker", "vLLM model worker"),
+    ("EngineCore", "vLLM engine core"),
+    ("ServeReplica:lm:", "Router"),
+    ("ModelServer", "ModelServer replica"),
+    ("ProxyActor", "Serve HTTP proxy"),
+)
+
+
+def cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds (user + system) so far of this process and its descendants, summed per role; the bench
+    process itself (the HTTP clients) and Ray's own daemons count as ``clients and Ray``."""
+    import psutil  # type: ignore[import-untyped]
+
+    me = psutil.Process()
+    totals: dict[str, float] = {}
+    for process in [me, *me.children(recursive=True)]:
+        try:
+            command, times = " ".join(process.cmdline()), process.cpu_times()
+        except psutil.Error:
+            continue
+        role = next((name for word, name in ROLES if word in command), "clients and Ray")
+        totals[role] = totals.get(role, 0.0) + times.user + times.system
+    return totals
+
+
+def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Each role's CPU use between two readings, in cores (1.0 = one core busy the whole time)."""
+    return {role: round((after[role] - before.get(role, 0.0)) / seconds, 2) for role in sorted(after)}
 
 
 def run_offline(llm: Any, prompts: list[str], clients: int, work: Workload) -> RunStats:
@@ -99,9 +129,11 @@ def run(quick: bool = False, threads: int = 1, trials: int | None = None) -> Res
             for trial in range(work.trials):
                 for clients in work.concurrency:
                     log(f"serving-vllm: trial {trial + 1}/{work.trials}, {clients} clients: lmops on vLLM")
-                    results["lmops_vllm"].setdefault(clients, []).append(
-                        run_lmops(served.url, prompts, clients, work)
-                    )
+                    before = cpu_seconds_by_role()
+                    stats = run_lmops(served.url, prompts, clients, work)
+                    results["lmops_vllm"].setdefault(clients, []).append(stats)
+                    if clients == max_batch:  # the last trial's reading is kept
+                        data["cpu_cores_v_top"] = cpu_shares(before, cpu_seconds_by_role(), stats.wall_s)
         from vllm import LLM
 
         llm = LLM(
@@ -153,6 +185,12 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
     short = {p: sum(v["short_requests"] for v in paths[p].values()) for p in paths}
     if any(short.values()):
         notes.append(f"requests that returned fewer than max_new_tokens tokens: {short}")
+    cores = data.get("cpu_cores_v_top")
+    if cores:
+        notes.append(
+            f"where the CPU went on path v at {top} clients (cores busy, last trial): "
+            + ", ".join(f"{role} {value}" for role, value in sorted(cores.items(), key=lambda kv: -kv[1]))
+        )
     notes.append(f"1-minute load average at the end: {data['load_avg_end']} (2 cores)")
     return body + "\n", notes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -79,7 +79,9 @@ class PrometheusSource:
     """Reads the Router's series through Prometheus' HTTP API (``/api/v1/query``).
 
     The default names are those of the Router's own GET /metrics (``lmops_requests_total``,
-    ``lmops_request_duration_seconds_bucket``), scraped per model; ``selector`` holds the label matchers
+    ``lmops_request_duration_seconds_bucket``, and for vLLM revisions the engine's time to first token as
+    ``vllm:time_to_first_token_seconds_sum``/``_count``, which the TTFT gate reads), scraped per model;
+    ``selector`` holds the label matchers
     that pick one model's Router (by default ``service="<name>"``, the label Prometheus' Kubernetes
     service discovery usually sets). The series are cumulative counters, so windowing works as for /stats;
     a Router stats reset shows as a counter drop, which ``MetricsSnapshot.delta`` treats as a reset.
@@ -91,6 +93,7 @@ class PrometheusSource:
         selector: Callable[[LanguageModel], str] | None = None,
         requests_metric: str = "lmops_requests_total",
         latency_metric: str = "lmops_request_duration_seconds_bucket",
+        ttft_metric: str = "vllm:time_to_first_token_seconds",
         timeout_s: float = TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -99,6 +102,7 @@ class PrometheusSource:
         self.selector = selector or (lambda lm: f'service="{service_name(lm.metadata.name)}"')
         self.requests_metric = requests_metric
         self.latency_metric = latency_metric
+        self.ttft_metric = ttft_metric
         self.timeout_s = timeout_s
 
     def _query_text(self, metric: str, by: str, lm: LanguageModel) -> str:
@@ -120,16 +124,35 @@ class PrometheusSource:
                     client, self._query_text(self.requests_metric, "revision, code", lm)
                 )
                 buckets = await self._query(client, self._query_text(self.latency_metric, "revision, le", lm))
+                ttft = [
+                    await self._query(client, self._query_text(f"{self.ttft_metric}{suffix}", "revision", lm))
+                    for suffix in ("_sum", "_count")
+                ]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log.info("prometheus unavailable at %s: %s", self.base_url, exc)
             return None
-        return snapshot_from_prometheus(self.base_url, requests, buckets)
+        return snapshot_from_prometheus(
+            self.base_url, requests, buckets, ttft_sums=ttft[0], ttft_counts=ttft[1]
+        )
+
+
+def _per_revision(results: Sequence[dict[str, Any]]) -> dict[str, float]:
+    return {series["metric"]["revision"]: float(series["value"][1]) for series in results}
 
 
 def snapshot_from_prometheus(
-    epoch: str, requests: list[dict[str, Any]], buckets: list[dict[str, Any]]
+    epoch: str,
+    requests: list[dict[str, Any]],
+    buckets: list[dict[str, Any]],
+    *,
+    ttft_sums: Sequence[dict[str, Any]] = (),
+    ttft_counts: Sequence[dict[str, Any]] = (),
 ) -> MetricsSnapshot:
-    """Build a snapshot from instant-vector results (``metric`` labels, ``value`` [time, "number"])."""
+    """Build a snapshot from instant-vector results (``metric`` labels, ``value`` [time, "number"]).
+
+    ``ttft_sums``/``ttft_counts``: per revision, the cumulative sum and count of vLLM's time to first
+    token (none for transformers revisions, whose TTFT gate then does not apply, as with /stats).
+    """
     codes: dict[str, dict[str, float]] = {}
     for series in requests:
         labels = series["metric"]
@@ -141,6 +164,7 @@ def snapshot_from_prometheus(
         bound = math.inf if le in ("+Inf", "Inf") else float(le)
         per_le.setdefault(labels["revision"], {})[bound] = float(series["value"][1])
     bounds = sorted({b for rev in per_le.values() for b in rev if not math.isinf(b)})
+    ttft_sum, ttft_count = _per_revision(ttft_sums), _per_revision(ttft_counts)
     revisions: dict[str, RevisionMetrics] = {}
     for rev in sorted(set(codes) | set(per_le)):
         rev_codes = codes.get(rev, {})
@@ -150,6 +174,8 @@ def snapshot_from_prometheus(
             requests=int(sum(rev_codes.values())),
             errors=int(sum(n for c, n in rev_codes.items() if c.startswith("5"))),
             buckets=cumulative,
+            ttft_sum=ttft_sum.get(rev, 0.0),
+            ttft_count=int(ttft_count.get(rev, 0)),
         )
     return MetricsSnapshot(epoch=epoch, time=datetime.now(UTC), bounds=tuple(bounds), revisions=revisions)
 

@@ -20,6 +20,8 @@ ROUTER_IMPORT_PATH = "lmops_runtime.app:build_router"
 ROUTER_DEPLOYMENT = "Router"
 SERVER_IMPORT_PATH = "lmops_runtime.app:build_server"
 SERVER_DEPLOYMENT = "ModelServer"
+#: Serve's ``autoscaling_config.policy.policy_function`` for ``spec.autoscaling.metric: queueLength``.
+QUEUE_POLICY_IMPORT_PATH = "lmops_runtime.autoscaling:QueueLengthPolicy"
 PVC_MOUNT_ROOT = "/mnt/models"
 
 Task = Literal["generate", "classify", "embed"]

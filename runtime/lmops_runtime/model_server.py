@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import torch
 from ray import serve
 
+from lmops_runtime.autoscaling import QUEUE_METRIC
 from lmops_runtime.config import SERVER_DEPLOYMENT, ServerArgs, Task
 from lmops_runtime.engine.batching import MicroBatcher
 from lmops_runtime.engine.encoders import check_length, classify, embed
@@ -158,6 +159,10 @@ class ModelServerImpl:
             dtype=dtype,
         )
 
+    def queue_length(self) -> int:
+        """Requests this replica holds that wait for a batch (the queue-length autoscaling metric)."""
+        return self.generator.queue_length() if self.generator is not None else self._encode_batcher.waiting
+
     async def check_health(self) -> None:
         """A real one-token forward pass; fails when the model errors or produces non-finite outputs."""
         if self.generator is not None:
@@ -246,6 +251,10 @@ class ModelServer:
     async def engine_stats(self) -> dict[str, float]:
         """The engine's own metrics (vLLM's scheduler and latencies); empty for the transformers engine."""
         return self._impl.engine_stats() if isinstance(self._impl, VllmServerImpl) else {}
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metric hook: the engine's queue length, for ``QueueLengthPolicy``."""
+        return {QUEUE_METRIC: float(self._impl.queue_length())}
 
     def __del__(self) -> None:
         # Serve calls __del__ when it shuts a replica down; the CB thread must not outlive it.

@@ -158,6 +158,10 @@ class VllmServerImpl:
         """vLLM's engine metrics of this replica (see vllm_stats.EngineStats.snapshot)."""
         return self.generator.stats.snapshot()
 
+    def queue_length(self) -> int:
+        """vLLM's ``num_requests_waiting`` at its last engine step (the queue-length autoscaling metric)."""
+        return self.generator.stats.num_requests_waiting
+
     async def check_health(self) -> None:
         self._metrics.ensure_running()
         await self.generator.check_health()

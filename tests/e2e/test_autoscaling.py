@@ -22,7 +22,9 @@ from testkit.load import Load, ReplicaCurve, running_replicas
 pytestmark = pytest.mark.slow
 
 
-def manifest(source: Path, name: str, autoscaling: dict[str, Any]) -> dict[str, Any]:
+def manifest(
+    source: Path, name: str, autoscaling: dict[str, Any], serving: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "lmops.io/v1alpha1",
         "kind": "LanguageModel",
@@ -30,7 +32,7 @@ def manifest(source: Path, name: str, autoscaling: dict[str, Any]) -> dict[str, 
         "spec": {
             "model": {"source": f"file://{source}", "generation": {"maxNewTokens": 16}},
             "runtime": {"gpus": 0},
-            "serving": {"maxOngoingRequests": 8},
+            "serving": {"maxOngoingRequests": 8, **(serving or {})},
             "autoscaling": autoscaling,
         },
     }
@@ -118,3 +120,37 @@ def test_scale_from_zero_serves_the_first_request(
     back_s = wait_for(lambda: running_replicas(revision) == 0, 120, "back to zero replicas")
     figures = {"first_request_seconds": round(first_s, 2), "seconds_back_to_zero": round(back_s, 1)}
     print("\nSCALE FROM ZERO E2E " + json.dumps(figures))
+
+
+def test_queue_length_metric_scales_out_on_the_engine_queue_that_the_ongoing_rule_ignores(
+    reconciler: LocalReconciler, tiny_generate_model_dir: Path
+) -> None:
+    """Batch size 1 and 4 clients: 3 requests wait in the continuous batcher's queue. Serve's own rule at
+    targetOngoingRequests 8 would keep one replica (4 ongoing < 8); the queue-length policy adds one."""
+    scaling = {
+        "minReplicas": 1,
+        "maxReplicas": 2,
+        "targetOngoingRequests": 8,
+        "metric": "queueLength",
+        "targetQueueLength": 1,
+        "upscaleDelaySeconds": 0,
+        "downscaleDelaySeconds": 2,
+    }
+    body = manifest(tiny_generate_model_dir, "queued", scaling, serving={"maxBatchSize": 1})
+    reconciler.apply(body, http_port=runtime_local.free_port())
+    ready = reconciler.run(timeout_s=300)
+    assert ready.status.phase == "Ready"
+    revision = ready.target
+    url = f"http://127.0.0.1:{reconciler.state().http_port}"
+    curve = ReplicaCurve(revision).start()
+    load = Load(url, clients=4, max_tokens=16, model="queued")
+    load.start()
+    try:
+        up_s = wait_for(lambda: curve.latest() == 2, 180, "2 replicas on a queue")
+    finally:
+        load.stop()
+    down_s = wait_for(lambda: curve.latest() == 1, 180, "back to 1 replica once nothing waits")
+    curve.stop()
+    figures = {"seconds_to_2_replicas": round(up_s, 1), "seconds_back_to_1": round(down_s, 1)}
+    print("\nQUEUE-LENGTH AUTOSCALING E2E " + json.dumps(figures | {"sent": load.sent}))
+    assert load.failures == [], load.failures[:5]

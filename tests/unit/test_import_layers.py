@@ -25,7 +25,13 @@ SOURCES = {
 LAYERS: list[tuple[str, ...]] = [
     # The contract between operator and runtime: pydantic models, names, ports; no Ray, no Kubernetes.
     ("lmops_runtime.config", "lmops_runtime.contract", "lmops_runtime.local_env"),
-    ("lmops_runtime.protocol", "lmops_runtime.tiny", "lmops_runtime.sources", "lmops_runtime.loading"),
+    (
+        "lmops_runtime.autoscaling",
+        "lmops_runtime.protocol",
+        "lmops_runtime.tiny",
+        "lmops_runtime.sources",
+        "lmops_runtime.loading",
+    ),
     ("lmops_runtime.engine", "lmops_runtime.engine_metrics"),
     ("lmops_runtime.vllm_server",),
     ("lmops_runtime.router", "lmops_runtime.model_server"),

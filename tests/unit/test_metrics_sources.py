@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from lmops_operator.api import load_language_model
+from lmops_operator.api.rollout_spec import AnalysisSpec
 from lmops_operator.metrics_source import (
     FakeMetricsSource,
     PrometheusSource,
     RouterStatsSource,
     router_stats_url,
 )
+from lmops_operator.planning.analysis import analyse
+from lmops_runtime import engine_metrics
 from lmops_runtime.contract import StatsResponse
 from lmops_runtime.router.stats import RevisionCounters, render_prometheus, revision_stats
 
@@ -56,20 +62,33 @@ async def test_router_stats_source() -> None:
     assert await garbage.read(LM) is None
 
 
+#: The Router's engine metrics for a vLLM canary "b" (3 requests, 0.6 s to first token in all) and its stable
+#: revision "a"; the Router renders them with vLLM's names in the same /metrics text as its counters.
+ENGINE = {
+    "a": {"time_to_first_token_seconds_sum": 0.3, "time_to_first_token_seconds_count": 3},
+    "b": {"time_to_first_token_seconds_sum": 1.8, "time_to_first_token_seconds_count": 3},
+}
+QUERY = re.compile(r"sum by \((?P<by>[^)]*)\) \((?P<metric>[^{]+)\{(?P<selector>[^}]*)\}\)")
+
+
 def _prometheus_from_router_metrics(query: str) -> list[dict[str, object]]:
-    """Answer a `sum by (...)` query from the Router's own /metrics text, as Prometheus would."""
-    text = render_prometheus({"a": _counters()}, {"a": 100}, {})
-    metric = "lmops_requests_total" if "requests_total" in query else "lmops_request_duration_seconds_bucket"
-    out = []
-    for line in text.splitlines():
-        if line.startswith(metric + "{"):
-            labels_text, value = line[len(metric) + 1 :].rsplit("} ", 1)
-            labels = dict(item.split("=", 1) for item in labels_text.split(","))
-            out.append({"metric": {k: v.strip('"') for k, v in labels.items()}, "value": [0, value]})
-    return out
+    """Answer a ``sum by (...) (metric{...})`` query from the Router's own /metrics text, as Prometheus
+    would after scraping it (the scrape adds the selector's labels, so the selector matches every series)."""
+    match = QUERY.fullmatch(query)
+    assert match is not None, query
+    by = [label.strip() for label in match["by"].split(",")]
+    text = render_prometheus({"a": _counters(), "b": _counters()}, {"a": 90, "b": 10}, {})
+    text += engine_metrics.render_prometheus(ENGINE)
+    sums: dict[tuple[str, ...], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == match["metric"]:
+                key = tuple(sample.labels[label] for label in by)
+                sums[key] = sums.get(key, 0.0) + sample.value
+    return [{"metric": dict(zip(by, key, strict=True)), "value": [0, str(v)]} for key, v in sums.items()]
 
 
-async def test_prometheus_source_matches_the_router_counts() -> None:
+async def test_prometheus_source_matches_the_router_counts_and_feeds_the_ttft_gate() -> None:
     queries: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -87,6 +106,12 @@ async def test_prometheus_source_matches_the_router_counts() -> None:
     a = snap.get("a")
     assert (a.requests, a.errors) == (3, 1)
     assert a.buckets == tuple(b.count for b in revision_stats(_counters()).latency_seconds.buckets)
+    assert (snap.get("b").ttft_sum, snap.get("b").ttft_count) == (1.8, 3)
+    spec = AnalysisSpec.model_validate(
+        {"minRequests": 3, "maxErrorRate": 0.5, "maxTimeToFirstTokenMilliseconds": 500}
+    )
+    result = analyse(spec, "b", "a", snap.delta(None), 30.0, datetime.now(UTC))
+    assert result.verdict == "Fail" and result.mean_time_to_first_token_milliseconds == 600.0
     failing = PrometheusSource(
         "http://prom:9090",
         transport=httpx.MockTransport(lambda r: httpx.Response(200, text=json.dumps({"status": "error"}))),

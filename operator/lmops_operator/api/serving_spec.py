@@ -237,7 +237,23 @@ class AutoscalingSpec(ApiModel):
         4.0,
         gt=0,
         le=10000,
-        description="Ongoing requests per replica that autoscaling aims for.",
+        description="Ongoing requests per replica that autoscaling aims for (with metric queueLength: how "
+        "many each replica may hold when nothing waits, before replicas are removed).",
+        json_schema_extra=cost(Change.RECONFIGURE),
+    )
+    metric: Literal["ongoingRequests", "queueLength"] = Field(
+        "ongoingRequests",
+        description="What autoscaling follows. ongoingRequests: Ray Serve's rule, requests per replica "
+        "against targetOngoingRequests. queueLength: requests waiting for a batch slot (the engine's "
+        "queue, vLLM's num_requests_waiting, plus requests held at the Router when every replica is full) "
+        "against targetQueueLength; a replica busy with a full batch but no queue is not scaled out.",
+        json_schema_extra=cost(Change.RECONFIGURE),
+    )
+    target_queue_length: float = Field(
+        1.0,
+        gt=0,
+        le=10000,
+        description="Waiting requests per replica that autoscaling on metric queueLength aims for.",
         json_schema_extra=cost(Change.RECONFIGURE),
     )
     upscale_delay_seconds: int = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lmops_operator.api import LanguageModel
+from lmops_operator.api import AutoscalingSpec, LanguageModel
 from lmops_operator.names import API_KEYS_MOUNT_PATH
 from lmops_operator.planning.quantity import byte_count, cpu_count
 from lmops_operator.planning.revision import server_args
@@ -116,6 +116,23 @@ def _stable_args(args: contract.ServerArgs) -> dict[str, Any]:
     return dumped
 
 
+def autoscaling_config(autoscaling: AutoscalingSpec, min_replicas: int) -> dict[str, Any]:
+    """Serve's autoscaling_config; metric queueLength swaps Serve's rule for lmops' queue-length policy."""
+    config: dict[str, Any] = {
+        "min_replicas": min_replicas,
+        "max_replicas": max(min_replicas, autoscaling.max_replicas),
+        "target_ongoing_requests": autoscaling.target_ongoing_requests,
+        "upscale_delay_s": float(autoscaling.upscale_delay_seconds),
+        "downscale_delay_s": float(autoscaling.downscale_delay_seconds),
+    }
+    if autoscaling.metric == "queueLength":
+        config["policy"] = {
+            "policy_function": contract.QUEUE_POLICY_IMPORT_PATH,
+            "policy_kwargs": {"target_queue_length": autoscaling.target_queue_length},
+        }
+    return config
+
+
 def server_app(
     lm: LanguageModel, revision: str, data: Mapping[str, Any], *, keep_warm: bool
 ) -> dict[str, Any]:
@@ -132,13 +149,7 @@ def server_app(
                 "name": contract.SERVER_DEPLOYMENT,
                 "max_ongoing_requests": lm.spec.serving.max_ongoing_requests,
                 "ray_actor_options": actor_options(data["resources"]),
-                "autoscaling_config": {
-                    "min_replicas": min_replicas,
-                    "max_replicas": max(min_replicas, autoscaling.max_replicas),
-                    "target_ongoing_requests": autoscaling.target_ongoing_requests,
-                    "upscale_delay_s": float(autoscaling.upscale_delay_seconds),
-                    "downscale_delay_s": float(autoscaling.downscale_delay_seconds),
-                },
+                "autoscaling_config": autoscaling_config(autoscaling, min_replicas),
                 "health_check_period_s": HEALTH_CHECK_PERIOD_S,
                 "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
                 **tensor_parallel_placement(data),

@@ -71,6 +71,11 @@ class MicroBatcher(Generic[T, R]):
                 if not future.done():
                     future.set_result(result)
 
+    @property
+    def waiting(self) -> int:
+        """Items submitted but not yet taken into a batch (this batcher's queue length)."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     def close(self) -> None:
         if self._worker is not None and self._worker_loop is not None and not self._worker_loop.is_closed():
             self._worker_loop.call_soon_threadsafe(self._worker.cancel)

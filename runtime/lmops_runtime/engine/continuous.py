@@ -105,6 +105,8 @@ class ContinuousBatcher:
             generation_config=config, continuous_batching_config=cb_config(batching, max_sequence_length)
         )
         self._ids = itertools.count()
+        self._max_batch = batching.max_batch_size
+        self._active = 0  # sequences added to the manager and not finished or cancelled yet
         self._start_lock = threading.Lock()
         self._closed = False
         self._start()
@@ -158,6 +160,7 @@ class ContinuousBatcher:
         )
         finished = False
         watch = _LivenessWatch(lambda: self.running, queue)
+        self._active += 1
         try:
             while True:
                 output = await queue.get()
@@ -172,6 +175,7 @@ class ContinuousBatcher:
                     return
                 yield TokenUpdate(list(output.generated_tokens))
         finally:
+            self._active -= 1
             watch.cancel()
             if not finished:
                 self._manager.cancel_request(request_id)
@@ -179,6 +183,11 @@ class ContinuousBatcher:
                 router = self._manager.output_router
                 with router._lock:
                     router.result_handlers.pop(request_id, None)
+
+    @property
+    def waiting(self) -> int:
+        """Sequences beyond the manager's batch (``max_requests_per_batch``): its queue length."""
+        return max(0, self._active - self._max_batch)
 
     def paused(self) -> AbstractContextManager[None]:
         """Hold the generation loop between two steps, so another thread may use the model.

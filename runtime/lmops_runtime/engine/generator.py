@@ -243,6 +243,12 @@ class TextGenerator:
             [partial(self.stream, r, p, i) for i, (r, p) in enumerate(zip(requests, prepared, strict=True))]
         )
 
+    def queue_length(self) -> int:
+        """Requests waiting for a batch slot (continuous or static batch); solo requests are not counted."""
+        if self._continuous is not None:
+            return self._continuous.waiting
+        return self._static.waiting if self._static is not None else 0
+
     def check(self) -> None:
         """Raise if the batching thread died and won't restart (the health check also runs a forward pass)."""
         if self._continuous is not None:

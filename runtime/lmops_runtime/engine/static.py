@@ -48,5 +48,10 @@ class StaticBatcher:
             self._executor, generate_rows, self._model, self._tokenizer, rows, params, self._eos_ids
         )
 
+    @property
+    def waiting(self) -> int:
+        """Calls waiting for the next batch."""
+        return self._batcher.waiting
+
     def close(self) -> None:
         self._batcher.close()
