@@ -32,7 +32,22 @@ def router_stats_url(lm: LanguageModel, port: int = HTTP_PORT) -> str:
     return stats_url(router_url(lm, port))
 
 
-class RouterStatsSource:
+class _SharedClient:
+    """One HTTP client for every read of a source, made on first use (on the operator's loop): connections
+    are reused, and making a client (an SSL context from the CA bundle) costs tens of milliseconds of CPU,
+    which with a client per read was half of the operator's time at a thousand models."""
+
+    timeout_s: float
+    transport: httpx.AsyncBaseTransport | None
+    _client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport)
+        return self._client
+
+
+class RouterStatsSource(_SharedClient):
     """Reads GET /stats from the Router; ``url_for`` maps a model to the URL (in-cluster DNS by default)."""
 
     def __init__(
@@ -46,15 +61,6 @@ class RouterStatsSource:
         self.headers = dict(headers or {})
         self.timeout_s = timeout_s
         self.transport = transport
-        self._client: httpx.AsyncClient | None = None
-
-    def _http(self) -> httpx.AsyncClient:
-        """One client for every read, made on first use (on the operator's loop): its connections to the
-        Routers are reused, and making a client (an SSL context from the CA bundle) costs tens of
-        milliseconds of CPU, which at a thousand models in rollout was half of the operator's time."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport)
-        return self._client
 
     async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
         url = self.url_for(lm)
@@ -75,7 +81,7 @@ def read_router_stats(url: str, timeout_s: float = TIMEOUT_S) -> MetricsSnapshot
         return None
 
 
-class PrometheusSource:
+class PrometheusSource(_SharedClient):
     """Reads the Router's series through Prometheus' HTTP API (``/api/v1/query``).
 
     The default names are those of the Router's own GET /metrics (``lmops_requests_total``,
@@ -119,15 +125,13 @@ class PrometheusSource:
 
     async def read(self, lm: LanguageModel) -> MetricsSnapshot | None:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport) as client:
-                requests = await self._query(
-                    client, self._query_text(self.requests_metric, "revision, code", lm)
-                )
-                buckets = await self._query(client, self._query_text(self.latency_metric, "revision, le", lm))
-                ttft = [
-                    await self._query(client, self._query_text(f"{self.ttft_metric}{suffix}", "revision", lm))
-                    for suffix in ("_sum", "_count")
-                ]
+            client = self._http()
+            requests = await self._query(client, self._query_text(self.requests_metric, "revision, code", lm))
+            buckets = await self._query(client, self._query_text(self.latency_metric, "revision, le", lm))
+            ttft = [
+                await self._query(client, self._query_text(f"{self.ttft_metric}{suffix}", "revision", lm))
+                for suffix in ("_sum", "_count")
+            ]
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log.info("prometheus unavailable at %s: %s", self.base_url, exc)
             return None
