@@ -105,7 +105,7 @@ def test_ray_cluster_for_gpu_model() -> None:
 
 def test_ray_cluster_for_cpu_model_with_pvc_source() -> None:
     cluster = _ray(_plan("bert-classify"))["spec"]["rayClusterConfig"]
-    assert "num-cpus" not in cluster["headGroupSpec"]["rayStartParams"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # replicas go to workers only
     (group,) = cluster["workerGroupSpecs"]
     assert group["groupName"] == "cpu"
     pod = group["template"]["spec"]

@@ -86,10 +86,10 @@ def _resources(cpu: str, memory: str, extra: Mapping[str, int] | None = None) ->
 
 def _head_group(lm: LanguageModel, image: str, volumes: list[Any], mounts: list[Any]) -> dict[str, Any]:
     spec = lm.spec
-    params = {"dashboard-host": "0.0.0.0"}
-    if spec.runtime.gpus > 0:
-        # No CPUs advertised on the head: model replicas can only be placed on GPU workers.
-        params["num-cpus"] = "0"
+    # No CPUs advertised on the head: model replicas are placed on workers only, so a replica's pod can fail
+    # (or be drained) without taking the head, the Serve controller and the Router with it, and extra
+    # replicas are what makes the autoscaler add workers.
+    params = {"dashboard-host": "0.0.0.0", "num-cpus": "0"}
     return {
         "rayStartParams": params,
         "template": {
