@@ -30,7 +30,7 @@ class Load:
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     served: list[tuple[float, str]] = field(default_factory=list)  # (finished at, revision)
-    failures: list[tuple[float, str]] = field(default_factory=list)  # (finished at, what)
+    failures: list[tuple[float, str]] = field(default_factory=list)  # (finished at, what, with its duration)
     threads: list[threading.Thread] = field(default_factory=list)
 
     @property
@@ -46,6 +46,7 @@ class Load:
         body = {"model": self.model, "prompt": "hello world", "max_tokens": self.max_tokens}
         with httpx.Client(timeout=120) as http:
             while not self.stop_event.is_set():
+                started = time.monotonic()
                 try:
                     response = http.post(f"{self.url}/v1/completions", json=body)
                     good = response.status_code == 200
@@ -56,6 +57,8 @@ class Load:
                     )
                 except httpx.HTTPError as exc:
                     good, what = False, f"{type(exc).__name__}: {exc}"
+                if not good:  # how long a failure took tells a timeout from a fault
+                    what += f" (after {time.monotonic() - started:.1f}s)"
                 with self.lock:
                     (self.served if good else self.failures).append((time.monotonic(), what))
 

@@ -24,9 +24,15 @@ print("ANSWER", completion.choices[0].finish_reason, completion.usage.completion
 
 def test_tiny_example_is_served_through_its_service(lmops: Node, tiny: dict[str, float]) -> None:
     node = lmops
+    try:  # every Ray pod of the model passes the readiness probe KubeRay gives it (head and worker)
+        node.wait_for("every pod of tiny to be Ready", lambda: not node.unready_pods("tiny"), timeout=180)
+    except TimeoutError:
+        pytest.fail(
+            f"pods not Ready: {node.unready_pods('tiny')}\n{node.kubectl('describe', 'pods')[-6000:]}"
+        )
     sys.stderr.write(
         f"\ntiny on the node: apply -> first completion {tiny['first_completion_s']:.0f}s, "
-        f"apply -> Ready {tiny['ready_s']:.0f}s\n"
+        f"apply -> Ready {tiny['ready_s']:.0f}s; replicas by pod {node.replica_pods('tiny')}\n"
     )
     client = OpenAI(base_url=node.service_url("tiny") + "/v1", api_key="unused", max_retries=0, timeout=60)
     model = client.models.list().data[0].id

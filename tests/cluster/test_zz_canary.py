@@ -18,10 +18,18 @@ from tests.support.node import Node
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 OPERATOR_PODS = "app.kubernetes.io/instance=lmops,app.kubernetes.io/component=operator"
-ROLLOUT = {
-    "steps": [{"weight": 25, "pauseSeconds": 15}, {"weight": 60, "pauseSeconds": 15}],
-    "analysis": {"intervalSeconds": 10, "minRequests": 5, "failureLimit": 1, "maxErrorRate": 0.05},
+ANALYSIS: dict[str, float] = {
+    "intervalSeconds": 10,
+    "minRequests": 5,
+    "failureLimit": 1,
+    "maxErrorRate": 0.05,
 }
+ROLLOUT: dict[str, object] = {
+    "steps": [{"weight": 25, "pauseSeconds": 15}, {"weight": 60, "pauseSeconds": 15}],
+    "analysis": ANALYSIS,
+}
+#: What a failed request leaves in the Serve logs: the Router's 5xx answers and the proxy's errors.
+FAILURE_LOG = "replica_wait_timeout|server_error| 50[0-9] |Traceback|Error"
 
 
 def test_canary_walks_its_weights_in_place_under_load(lmops: Node, tiny: dict[str, float]) -> None:
@@ -69,3 +77,78 @@ def test_canary_walks_its_weights_in_place_under_load(lmops: Node, tiny: dict[st
     assert {c["metadata"]["name"] for c in node.get("rayclusters")["items"]} == clusters
     operator_pods = node.get("pods", "-n", "lmops-system", "-l", OPERATOR_PODS)["items"]
     assert operator_deleted and [p["status"]["phase"] for p in operator_pods] == ["Running"]
+
+
+def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny: dict[str, float]) -> None:
+    """A canary whose latency cannot meet its analysis (p95 under 1 ms) is aborted: all traffic returns to
+    the stable revision, without a failed request, though the aborted canary's application is deleted while
+    the Router still has calls on their way to it."""
+    node = lmops
+    stable = node.get("languagemodel", "tiny")["status"]["stableRevision"]
+    # The promoted rollout before this one left the old stable revision's worker idle until the autoscaler
+    # removes it: start from one worker, so the one the canary needs is seen being added.
+    node.wait_for(
+        "the previous revision's idle worker to be removed", lambda: _workers(node) == 1, timeout=300
+    )
+    load = Load(node.service_url("tiny"), clients=2, max_tokens=4).start()
+    weights: list[tuple[float, int]] = []
+    workers = [_workers(node)]
+    started = time.monotonic()
+    try:
+        time.sleep(5)
+        rollout = {**ROLLOUT, "analysis": {**ANALYSIS, "maxP95LatencyMilliseconds": 1}}
+        patch = {"spec": {"model": {"generation": {"maxNewTokens": 16}}, "rollout": rollout}}
+        node.kubectl("patch", "languagemodel", "tiny", "--type=merge", "-p", json.dumps(patch))
+
+        def aborted() -> bool:
+            workers.append(_workers(node))
+            now = node.get("languagemodel", "tiny")["status"]
+            weight = now.get("canaryWeight")
+            if weight is not None and (not weights or weights[-1][1] != weight):
+                weights.append((time.monotonic() - started, weight))
+            return (now.get("rollout") or {}).get("state") == "Aborted" and not weight
+
+        try:
+            node.wait_for("the canary to be rolled back", aborted, timeout=1200, interval=1)
+        except TimeoutError:
+            pytest.fail(f"canary not rolled back; weights {weights}:\n{node.diagnostics()}")
+        back_at = time.monotonic() - started
+        time.sleep(10)
+    finally:
+        load.stop()
+    status = node.get("languagemodel", "tiny")["status"]
+    with_traffic = [t for t, w in weights if w > 0]
+    failures = [(round(at - started, 1), what) for at, what in load.failures]
+    sys.stderr.write(
+        f"\nbroken canary on the node: weights (s, %) {weights}, rolled back at {back_at:.0f}s, "
+        f"{back_at - with_traffic[0] if with_traffic else float('nan'):.0f}s after it first had traffic, "
+        f"reason {status['rollout'].get('abortReason')!r}; {load.sent} requests, {len(failures)} failed "
+        f"{failures[:5]}, served by {dict(load.by_revision())}\n"
+    )
+    assert failures == [], f"{failures[:5]}\n{node.serve_log_lines('tiny', FAILURE_LOG)}"
+    assert with_traffic, weights
+    assert status["stableRevision"] == stable
+    assert status["rollout"]["abortReason"]
+
+    # Ray's autoscaler: the canary's replica (one per worker pod) made it add a worker pod to the group
+    # (whose minimum is 1); with the canary gone that worker is idle and is removed after the idle timeout.
+    assert workers[0] == 1 and max(workers) >= 2, workers
+    try:
+        node.wait_for("the idle worker to be removed", lambda: _workers(node) == 1, timeout=300)
+        node.wait_for("every pod of tiny to be Ready", lambda: not node.unready_pods("tiny"), timeout=120)
+    except TimeoutError:
+        pytest.fail(f"pods left: {node.unready_pods('tiny')}:\n{node.diagnostics()}")
+    sys.stderr.write(
+        f"autoscaler: worker pods {workers[0]} -> {max(workers)} for the canary, back to 1 "
+        f"{time.monotonic() - started - back_at:.0f}s after the rollback\n"
+    )
+
+
+def _workers(node: Node) -> int:
+    """Worker pods of tiny that exist and are not being deleted."""
+    return sum(
+        1
+        for pod in node.model_pods("tiny")
+        if pod["metadata"]["labels"].get("ray.io/node-type") == "worker"
+        and not pod["metadata"].get("deletionTimestamp")
+    )

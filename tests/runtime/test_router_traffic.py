@@ -6,6 +6,7 @@ fails. The Router runs two replicas so that /stats must add up counters from bot
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lmops_runtime import local
 from lmops_runtime.config import RouterConfig
 from testkit.models import broken_generate_model
 from tests.runtime import serve_configs as sc
@@ -139,6 +141,46 @@ async def test_stats_sum_both_router_replicas(cluster: Cluster) -> None:
     after = stats(cluster.base)
     assert after["router_replicas"] == 2 and after["epoch"] == before["epoch"]
     assert after["revisions"]["g1"]["requests"] - before["revisions"]["g1"]["requests"] == 60
+
+
+async def test_calls_queued_for_a_deleted_revision_move_to_stable_when_the_router_drops_it(
+    cluster: Cluster,
+) -> None:
+    """The race a rolled-back canary opens on a cluster: one serve config both deletes the canary's
+    application and drops it from the Router, and Serve may stop the replicas first. A call already queued
+    in the canary's handle then waits for a replica that never comes: before the fix it spent the whole
+    wait budget there and the retry on stable got none left (a 503 naming the stable revision). Here the
+    two steps are taken apart on purpose, calls queue on the deleted revision, and the Router's reconfigure
+    must send every one of them to stable at once."""
+    budget_s = 60.0
+    cluster.apply(weights={"g1": 50, "g2": 50}, scale_from_zero_timeout_s=budget_s)
+    outcomes: list[tuple[int, float, str]] = []
+    stop = asyncio.Event()
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            response = await http.post(f"{cluster.base}/generate", json={"prompt": "a", "max_new_tokens": 1})
+            outcomes.append((response.status_code, time.monotonic() - started, response.text[:200]))
+
+    async with httpx.AsyncClient(timeout=2 * budget_s) as http:
+        clients = [asyncio.create_task(client(http)) for _ in range(8)]
+        await asyncio.sleep(1)
+        await asyncio.to_thread(local.delete_apps, ["rev-g2"])  # replicas stop, the Router still routes there
+        await asyncio.sleep(3)
+        without_g2 = cluster.document(weights={"g1": 100}, scale_from_zero_timeout_s=budget_s)
+        without_g2["applications"] = [a for a in without_g2["applications"] if a["name"] != "rev-g2"]
+        dropped = time.monotonic()
+        await asyncio.to_thread(redeploy, without_g2, skip=("rev-broken",))
+        await asyncio.sleep(2)
+        stop.set()
+        await asyncio.gather(*clients)
+    drained_s = time.monotonic() - dropped
+    failed = [o for o in outcomes if o[0] != 200]
+    assert not failed, failed[:3]
+    assert drained_s < budget_s / 2, f"calls held {drained_s:.0f}s after the Router dropped the revision"
+    assert max(seconds for _, seconds, _ in outcomes) < budget_s / 2
+    cluster.apply()
 
 
 def test_scale_from_zero_wait_is_bounded_then_served(cluster: Cluster) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -113,6 +114,57 @@ class Node:
             except subprocess.CalledProcessError as exc:
                 parts.append(f"kubectl {' '.join(args)}: {exc.stderr}")
         return "\n".join(parts)
+
+    def serve_log_lines(self, model: str, pattern: str) -> str:
+        """Lines matching ``pattern`` (grep -E) in the Serve logs (Router, proxy, controller, replicas) of
+        every Ray pod of ``model``: what a failed request looked like from inside the cluster."""
+        found = []
+        for pod in self.get("pods", "-l", f"lmops.io/model={model}")["items"]:
+            name = pod["metadata"]["name"]
+            script = f"grep -hE {shlex.quote(pattern)} /tmp/ray/session_latest/logs/serve/*.log | tail -n 40"
+            try:
+                lines = self.kubectl("exec", name, "--", "sh", "-c", script, timeout=60)
+            except subprocess.CalledProcessError as exc:
+                lines = f"(none: {exc.stderr.strip()[-200:]})"
+            found.append(f"--- {name}\n{lines}")
+        return "\n".join(found)
+
+    def model_pods(self, model: str) -> list[dict[str, Any]]:
+        return list(self.get("pods", "-l", f"lmops.io/model={model}")["items"])
+
+    def unready_pods(self, model: str) -> list[str]:
+        """The model's pods that are not Ready, each with its phase and its containers' readiness."""
+        unready = []
+        for pod in self.model_pods(model):
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+            if conditions.get("Ready") != "True" or pod["metadata"].get("deletionTimestamp"):
+                ready = [(c["name"], c["ready"]) for c in pod["status"].get("containerStatuses", [])]
+                unready.append(f"{pod['metadata']['name']} {pod['status'].get('phase')} {ready}")
+        return unready
+
+    def replica_pods(self, model: str) -> dict[str, list[str]]:
+        """Pod name -> the Serve replica actors (``ServeReplica:<app>:<deployment>``) Ray runs in it."""
+        pods = self.model_pods(model)
+        head = next(p for p in pods if p["metadata"]["labels"].get("ray.io/node-type") == "head")
+        by_ip = {p["status"].get("podIP"): p["metadata"]["name"] for p in pods}
+        exec_head = ("exec", head["metadata"]["name"], "-c", "ray-head", "--")
+        listed = self.kubectl(*exec_head, "python3", "-c", LIST_REPLICAS, timeout=120)
+        found: dict[str, list[str]] = {}
+        for line in listed.splitlines():
+            if line.startswith("ServeReplica:"):
+                actor, ip = line.split()
+                found.setdefault(by_ip.get(ip, ip), []).append(actor)
+        return found
+
+
+#: Run in the head pod: each live Serve replica actor with the IP of the Ray node (pod) it runs on.
+LIST_REPLICAS = """
+from ray.util.state import list_actors, list_nodes
+ips = {n.node_id: n.node_ip for n in list_nodes()}
+for a in list_actors(filters=[("state", "=", "ALIVE")]):
+    if a.class_name.startswith("ServeReplica:"):
+        print(a.class_name, ips.get(a.node_id))
+"""
 
 
 def apply_and_wait_ready(node: Node, manifest: Path, timeout: float = 1200) -> dict[str, float]:

@@ -77,6 +77,8 @@ def test_ray_cluster_for_gpu_model() -> None:
     assert spec["upgradeStrategy"] == {"type": "NewCluster"}
     cluster = spec["rayClusterConfig"]
     assert cluster["rayVersion"] == "2.60.0" and cluster["enableInTreeAutoscaling"] is True
+    sidecar = {"cpu": "200m", "memory": "512Mi"}  # not KubeRay's 500m: a worker's worth on a small node
+    assert cluster["autoscalerOptions"]["resources"] == {"requests": sidecar, "limits": sidecar}
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"]["num-cpus"] == "0"
     head_pod = head["template"]["spec"]
@@ -105,7 +107,7 @@ def test_ray_cluster_for_gpu_model() -> None:
 
 def test_ray_cluster_for_cpu_model_with_pvc_source() -> None:
     cluster = _ray(_plan("bert-classify"))["spec"]["rayClusterConfig"]
-    assert "num-cpus" not in cluster["headGroupSpec"]["rayStartParams"]
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # replicas go to workers only
     (group,) = cluster["workerGroupSpecs"]
     assert group["groupName"] == "cpu"
     pod = group["template"]["spec"]

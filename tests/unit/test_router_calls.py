@@ -7,16 +7,20 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from lmops_runtime.config import RouterConfig
 from lmops_runtime.protocol import InvalidRequestError
 from lmops_runtime.router.calls import (
     Attempt,
     ReplicaWaitTimeout,
+    RevisionWithdrawn,
     call_with_retry,
     cause_message,
     open_stream,
     wait_assigned,
 )
+from lmops_runtime.router.dispatch import Dispatcher
 from lmops_runtime.router.errors import ApiError
+from lmops_runtime.router.telemetry import Telemetry
 
 
 def _retry_to(target: str | None) -> Callable[[str], str | None]:
@@ -88,6 +92,40 @@ async def test_wait_assigned_bounds_the_queue_wait_and_cancels() -> None:
     assert response.cancelled
 
 
+async def test_a_withdrawn_revision_ends_the_wait_at_once_and_cancels() -> None:
+    response = _SlowAssignment()
+    withdrawn = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, withdrawn.set)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(RevisionWithdrawn):
+        await wait_assigned(response, 60, withdrawn)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert response.cancelled
+
+
+async def test_a_call_waiting_on_a_withdrawn_revision_is_served_by_the_retry_and_not_counted() -> None:
+    """The canary's application is deleted while a call waits for its replica: the call moves on to the
+    stable revision with the budget left, and the canary is not charged with a failure it never saw."""
+    attempts: list[Attempt] = []
+
+    async def call(revision: str, budget: float) -> str:
+        if revision == "canary":
+            raise RevisionWithdrawn
+        assert budget > 100
+        return f"ok from {revision}"
+
+    loop = asyncio.get_running_loop()
+    revision, result = await call_with_retry(
+        "canary", _retry_to("stable"), call, loop.time() + 120, attempts.append
+    )
+    assert (revision, result) == ("stable", "ok from stable")
+    assert [(a.revision, a.code) for a in attempts] == [("stable", 200)]
+
+    with pytest.raises(ApiError) as err:
+        await call_with_retry("canary", _retry_to(None), call, 1e9, attempts.append)
+    assert err.value.status == 503 and err.value.code == "revision_withdrawn"
+
+
 async def test_open_stream_retries_before_the_first_chunk_only() -> None:
     attempts: list[Attempt] = []
 
@@ -113,3 +151,14 @@ def test_cause_message_unwraps_remote_errors() -> None:
 
     assert cause_message(Wrapped(ValueError("the real reason"))) == "the real reason"
     assert cause_message(RuntimeError()) == "RuntimeError"
+
+
+def test_a_revision_leaving_the_config_wakes_its_waiting_calls_only() -> None:
+    dispatcher = Dispatcher(Telemetry("lm", "replica-1", dict, lambda live: None))
+    for revision in ("canary", "stable"):  # as ``_handle`` leaves them after a first call to each
+        dispatcher.handles[revision] = object()
+        dispatcher.withdrawn[revision] = asyncio.Event()
+    canary, stable = dispatcher.withdrawn["canary"], dispatcher.withdrawn["stable"]
+    dispatcher.configure(RouterConfig(weights={"stable": 100}, stable="stable"))
+    assert canary.is_set() and not stable.is_set()
+    assert set(dispatcher.handles) == set(dispatcher.withdrawn) == {"stable"}

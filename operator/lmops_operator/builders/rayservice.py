@@ -27,6 +27,10 @@ WORKER_CONTAINER = "ray-worker"
 SHM_VOLUME = "dshm"
 API_KEYS_VOLUME = "api-keys"
 HEAD_PORTS = (("gcs", 6379), ("dashboard", 8265), ("client", 10001), ("serve", HTTP_PORT))
+# The autoscaler sidecar in the head pod only polls Ray and the API server every few seconds; KubeRay's
+# default reserves 500m for it, a model worker's worth on a small node (where a canary's worker must fit).
+AUTOSCALER_CPU = "200m"
+AUTOSCALER_MEMORY = "512Mi"
 
 
 def worker_group_name(spec: LanguageModelSpec) -> str:
@@ -86,10 +90,10 @@ def _resources(cpu: str, memory: str, extra: Mapping[str, int] | None = None) ->
 
 def _head_group(lm: LanguageModel, image: str, volumes: list[Any], mounts: list[Any]) -> dict[str, Any]:
     spec = lm.spec
-    params = {"dashboard-host": "0.0.0.0"}
-    if spec.runtime.gpus > 0:
-        # No CPUs advertised on the head: model replicas can only be placed on GPU workers.
-        params["num-cpus"] = "0"
+    # No CPUs advertised on the head: model replicas are placed on workers only, so a replica's pod can fail
+    # (or be drained) without taking the head, the Serve controller and the Router with it, and extra
+    # replicas are what makes the autoscaler add workers.
+    params = {"dashboard-host": "0.0.0.0", "num-cpus": "0"}
     return {
         "rayStartParams": params,
         "template": {
@@ -172,6 +176,7 @@ def build_ray_service(
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "enableInTreeAutoscaling": True,
+        "autoscalerOptions": {"resources": _resources(AUTOSCALER_CPU, AUTOSCALER_MEMORY)},
         "headGroupSpec": _head_group(lm, image, copy.deepcopy(volumes), copy.deepcopy(mounts)),
         "workerGroupSpecs": [_worker_group(lm, image, copy.deepcopy(volumes), copy.deepcopy(mounts))],
     }

@@ -19,6 +19,15 @@ class ReplicaWaitTimeout(Exception):
     """No replica of the revision took the call in time (scaled to zero and still starting, or saturated)."""
 
 
+class RevisionWithdrawn(Exception):
+    """The Router stopped serving the revision while the call waited for one of its replicas.
+
+    The serve config that drops a revision from the Router (a canary rolled back, an old revision retired)
+    also deletes its application: Serve stops its replicas, and a call queued in the handle for one would
+    wait for a replica that never comes, until the whole wait budget is spent and the retry has none left.
+    """
+
+
 def cause_message(exc: BaseException) -> str:
     """The user-facing message of an exception raised in a replica, without Ray's remote traceback."""
     cause = getattr(exc, "cause", None)
@@ -27,18 +36,28 @@ def cause_message(exc: BaseException) -> str:
     return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
-async def wait_assigned(response: Any, timeout_s: float) -> None:
-    """Wait until Serve has assigned the call to a replica, at most ``timeout_s``.
+async def wait_assigned(response: Any, timeout_s: float, withdrawn: asyncio.Event | None = None) -> None:
+    """Wait until Serve has assigned the call to a replica, at most ``timeout_s``, and only while
+    ``withdrawn`` is not set (RevisionWithdrawn then: the revision's replicas are going away).
 
     A handle call to a deployment at zero replicas queues until the autoscaler starts one; bounding only
     this phase (not the generation that follows) is what ``scale_from_zero_timeout_s`` means. Serve exposes
     the assignment as the response's replica-result future; the public ``await`` would bound the whole call.
     """
+    assigned = asyncio.ensure_future(response._fetch_future_result_async())
+    gone = asyncio.ensure_future((withdrawn or asyncio.Event()).wait())
     try:
-        await asyncio.wait_for(response._fetch_future_result_async(), max(timeout_s, 0.001))
-    except TimeoutError:
-        response.cancel()
-        raise ReplicaWaitTimeout from None
+        done, _ = await asyncio.wait(
+            {assigned, gone}, timeout=max(timeout_s, 0.001), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        gone.cancel()
+        assigned.cancel()  # a no-op once done; otherwise the wait ended (or was cancelled) without a replica
+    if assigned in done:
+        assigned.result()  # an assignment failure (the deployment is unavailable) is the call's failure
+        return
+    response.cancel()
+    raise RevisionWithdrawn if gone in done else ReplicaWaitTimeout
 
 
 @dataclass
@@ -75,6 +94,15 @@ async def call_with_retry(
         except InvalidRequestError as exc:
             on_attempt(Attempt(revision, 400, time.monotonic() - started))
             raise bad_request(cause_message(exc)) from None
+        except RevisionWithdrawn:
+            # Never reached the revision: not its failure, and the retry target now comes from the new config.
+            last_error = ApiError(
+                503,
+                f"Revision {revision} stopped being served while the call waited for it. Retry.",
+                type_="server_error",
+                code="revision_withdrawn",
+                headers={"Retry-After": "1"},
+            )
         except ReplicaWaitTimeout:
             on_attempt(Attempt(revision, 503, time.monotonic() - started))
             last_error = ApiError(

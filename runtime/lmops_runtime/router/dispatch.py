@@ -60,12 +60,15 @@ class Dispatcher:
         self.telemetry = telemetry
         self.current: contract.RouterConfig | None = None
         self.handles: dict[str, Any] = {}
+        # Set when a revision leaves the config: its calls still waiting for a replica move on to the retry.
+        self.withdrawn: dict[str, asyncio.Event] = {}
         self.health = HealthTracker()
 
     def configure(self, config: contract.RouterConfig) -> None:
         wanted = set(served_revisions(config))
         for rev in [r for r in self.handles if r not in wanted]:
             del self.handles[rev]
+            self.withdrawn.pop(rev).set()
         self.health.forget_except(wanted)
         self.current = config
 
@@ -86,6 +89,7 @@ class Dispatcher:
                 contract.SERVER_DEPLOYMENT, app_name=contract.server_app_name(revision)
             )
             self.handles[revision] = handle
+            self.withdrawn[revision] = asyncio.Event()
         return handle
 
     def _on_attempt(self, attempt: Attempt) -> None:
@@ -130,7 +134,7 @@ class Dispatcher:
 
         async def call(revision: str, budget: float) -> Any:
             response = getattr(self._handle(revision), method).remote(payload)
-            await wait_assigned(response, budget)
+            await wait_assigned(response, budget, self.withdrawn[revision])
             return await response
 
         first, retry = self._route(request)
@@ -192,7 +196,7 @@ class Dispatcher:
                 response = handle.generate_stream.remote(gens[0])
             else:
                 response = handle.generate_batch_stream.remote(GenerateBatch(requests=gens))
-            await wait_assigned(response, budget)
+            await wait_assigned(response, budget, self.withdrawn[revision])
             try:
                 first = await response.__anext__()
             except StopAsyncIteration:

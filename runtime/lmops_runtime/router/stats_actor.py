@@ -60,11 +60,24 @@ class StatsStore:
         }
 
 
+#: Ray's built-in resource of the head node; a tiny share of it pins an actor there.
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+
+
 def get_or_create(app_name: str) -> Any:
-    """The application's stats actor handle, creating it on first use (races resolve to one actor)."""
+    """The application's stats actor handle, creating it on first use (races resolve to one actor).
+
+    The actor lives on the head, beside Serve's controller: placed on a worker, it died with that worker's
+    pod, and the Routers' calls to the restarted actor kept timing out (the cluster tier: after a replica's
+    pod was deleted, /stats answered 503 for good and the next canary sat at 25% for want of metrics).
+    """
     remote_cls = ray.remote(num_cpus=0, max_restarts=-1)(StatsStore)
     return remote_cls.options(
-        name=actor_name(app_name), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        name=actor_name(app_name),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        resources={HEAD_NODE_RESOURCE: 0.001},
     ).remote()
 
 
