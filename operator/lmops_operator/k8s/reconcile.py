@@ -104,12 +104,18 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
+def rolling_out_beside_stable(status: LanguageModelStatus) -> bool:
+    """A rollout with a stable revision to compare against: what canary analysis reads live metrics for. A
+    first deploy has none, so it needs neither metrics nor a poll."""
+    return status.rollout is not None and bool(status.stable_revision)
+
+
 async def _read_metrics(ctx: ReconcileContext, lm: LanguageModel) -> MetricsSnapshot | None:
     """Router counters, only while a canary is analysed against a stable revision: no HTTP call for a
     model at rest or in its first deploy (nothing to compare; at a thousand models deploying at once these
     reads were most of the operator's work)."""
     status = lm.status
-    if ctx.metrics_source is None or status is None or status.rollout is None or not status.stable_revision:
+    if ctx.metrics_source is None or status is None or not rolling_out_beside_stable(status):
         return None
     try:
         return await ctx.metrics_source.read(lm)
@@ -382,7 +388,7 @@ def recheck_after(result: Plan) -> float | None:
     status = result.status
     standby = status.standby
     # A first deploy (no stable revision) waits only for the RayService's status, which is a watch event.
-    rollout = status.rollout is not None and status.stable_revision is not None
+    rollout = rolling_out_beside_stable(status)
     waiting = bool(status.canary_revision or rollout or (standby and standby.primary_unready_since))
     idle = IDLE_RECHECK_S if waiting else None
     return min((t for t in (result.requeue_after, idle) if t is not None), default=None)
