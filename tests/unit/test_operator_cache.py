@@ -271,3 +271,12 @@ def test_a_change_by_another_hand_during_a_reconcile_is_planned_again() -> None:
     assert caches.settled("ns", "m", start) == caches.fingerprint("ns", "m")  # nothing else: settled
     informers["RayCluster"]["ns"]._apply_event("ADDED", _obj("m-x7k2p", 6))  # KubeRay, meanwhile
     assert caches.settled("ns", "m", start) != caches.fingerprint("ns", "m")
+
+
+def test_the_first_write_into_an_empty_namespace_is_remembered() -> None:
+    """An informer holding nothing is falsy (it has a length); the write's response must still be cached,
+    or the next reconcile would not see the child it just created and apply it again."""
+    caches = Caches(None, ("ns",), lambda ns, name: None)  # type: ignore[arg-type]
+    caches.remember({"kind": "Service", **_obj("svc", 3, model="m1")})
+    assert caches.children("ns", "m1").get("Service", "svc") is not None
+    assert caches.written[("Service", "ns", "svc")] == 3

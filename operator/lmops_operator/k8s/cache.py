@@ -144,7 +144,10 @@ class Caches:
 
     def _informer(self, kind: str, namespace: str) -> Informer | None:
         by_scope = self._informers.get(kind) or {}
-        return by_scope.get(namespace) or by_scope.get(None)
+        # ``is None``, not ``or``: an informer holding no objects has length 0 and is falsy, and the first
+        # object the operator writes into an empty namespace must still be remembered.
+        scoped = by_scope.get(namespace)
+        return scoped if scoped is not None else by_scope.get(None)
 
     # --- what a reconcile reads ---------------------------------------------------------------------------
 

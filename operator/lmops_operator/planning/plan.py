@@ -9,6 +9,7 @@ config, the standby cluster, the Service, the PDB and the NetworkPolicy. Pure (t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,12 +122,17 @@ def deployed_revisions(ray_service: Mapping[str, Any] | None) -> list[str]:
     if ray_service is None:
         return []
     raw = (ray_service.get("spec") or {}).get("serveConfigV2")
-    if not isinstance(raw, str):
-        return []
+    return list(_revisions_in(raw)) if isinstance(raw, str) else []
+
+
+@functools.lru_cache(maxsize=4096)
+def _revisions_in(raw: str) -> tuple[str, ...]:
+    """The parse of one serve config text, remembered: the live text is the one the operator last rendered,
+    the same at every reconcile of a model at rest, and parsing it was the largest single cost of one."""
     try:
         document = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 10x
     except yaml.YAMLError:
-        return []
+        return ()
     apps = document.get("applications") if isinstance(document, Mapping) else None
     out = []
     for app in apps if isinstance(apps, list) else []:
@@ -134,7 +140,7 @@ def deployed_revisions(ray_service: Mapping[str, Any] | None) -> list[str]:
             name = str(app.get("name", ""))
             if name.startswith(REVISION_PREFIX):
                 out.append(name.removeprefix(REVISION_PREFIX))
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def _cluster_upgrade(
