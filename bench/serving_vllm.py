@@ -76,6 +76,16 @@ def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float
     return {role: round((after[role] - before.get(role, 0.0)) / seconds, 2) for role in sorted(after)}
 
 
+def keep_off_model_cores(threads: int) -> None:
+    """vLLM on CPU binds its model worker to its own cores (VLLM_CPU_OMP_THREADS_BIND, the first ``threads``
+    here) and expects the rest of the server to stay off them, as a GPU is the model's own. This process, and
+    so everything it starts (Ray and its actors, vLLM's engine core, the HTTP clients, the in-process paths),
+    runs on the other cores, in every path alike. A machine with no other core leaves it as it is."""
+    others = set(os.sched_getaffinity(0)) - set(range(threads))
+    if others:
+        os.sched_setaffinity(0, others)
+
+
 def run_offline(llm: Any, prompts: list[str], clients: int, work: Workload) -> RunStats:
     """All C x requests_per_client prompts handed to vLLM at once; latency is the batch's wall time."""
     from vllm import SamplingParams
@@ -105,6 +115,7 @@ def run(quick: bool = False, threads: int = 1, trials: int | None = None) -> Res
     torch.set_num_threads(threads)
     # vLLM's CPU engine: the same number of OpenMP threads as every other path, and a bounded KV cache.
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads == 1 else f"0-{threads - 1}"
+    keep_off_model_cores(threads)
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     max_batch = max(work.concurrency)
     data: dict[str, Any] = {
@@ -178,7 +189,9 @@ def render(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"{data['preset']['num_attention_heads']} heads) and workload: prompt "
         f"{work['prompt_tokens']} tokens, max_new_tokens {work['max_new_tokens']}, greedy, medians of "
         f"{work['trials']} trials, one torch/OpenMP thread in every path. v streams through the Router "
-        "with the default 50 ms chunk window."
+        "with the default 50 ms chunk window. vLLM's model worker has core 0 to itself in paths v and o "
+        "(VLLM_CPU_OMP_THREADS_BIND, as vLLM's CPU deployment expects); everything else the benchmark runs, "
+        "the Ray processes, vLLM's engine core and the HTTP clients included, stays on the other core."
     )
     body = "\n\n".join([setup, "Throughput (tokens/s, higher is better).", table, "; ".join(verdicts) + "."])
     notes = []

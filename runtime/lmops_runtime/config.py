@@ -126,3 +126,4 @@ class RouterConfig(_Strict):
     max_tokens_limit: int = 4096
     scale_from_zero_timeout_s: float = 120.0
     stream_interval_ms: int = 50
+    stream_chunks_per_s: int = 200

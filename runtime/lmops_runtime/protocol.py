@@ -58,6 +58,9 @@ class GenerateRequest(_Message):
     #: Streamed tokens produced within this many milliseconds go out as one chunk (the first never waits);
     #: the Router sets it from ``spec.serving.streamIntervalMilliseconds``.
     stream_interval_ms: int = Field(default=0, ge=0, le=1000)
+    #: The replica's budget of streamed chunks per second over all its streams (0: none), which widens
+    #: each stream's window while many are open; from ``spec.serving.streamChunksPerSecond``.
+    stream_chunks_per_s: int = Field(default=0, ge=0)
 
 
 FinishReason = Literal["stop", "length"]

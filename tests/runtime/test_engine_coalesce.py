@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from lmops_runtime.engine.coalesce import coalesce_chunks, merge_chunks
+from lmops_runtime.engine.coalesce import StreamPacer, coalesce_chunks, merge_chunks
 from lmops_runtime.protocol import StreamChunk
 
 
@@ -75,3 +75,28 @@ async def test_first_chunk_is_not_delayed_by_the_interval() -> None:
     first_at, first = out[0]
     assert first.text == "x" and first_at < 1.0
     assert [c.text for _, c in out] == ["x", "y"]  # the held tail is flushed when the stream ends
+
+
+def test_the_pacer_widens_a_window_only_past_the_budget() -> None:
+    pacer = StreamPacer()
+    pacer.open = 32
+    assert pacer.window(0.05, 200) == 32 / 200  # 32 streams share 200 chunks a second
+    assert pacer.window(0.05, 0) == 0.05  # no budget
+    pacer.open = 4
+    assert pacer.window(0.05, 200) == 0.05  # few streams keep their own interval
+
+
+async def test_many_open_streams_share_the_replicas_chunk_budget() -> None:
+    """Eight streams of 30 fast tokens at a 10 ms interval: alone, each would send ~30 chunks; sharing 80
+    chunks a second, each window is 8 / 80 = 100 ms, so about 0.3 s of tokens go out in a handful."""
+    pieces = [f"t{i} " for i in range(30)]
+    pacer = StreamPacer()
+    streams = [coalesce_chunks(_tokens(pieces, 0.01), 0.01, pacer, chunks_per_s=80) for _ in range(8)]
+    outs = await asyncio.gather(*(_collect(s) for s in streams))
+    assert pacer.open == 0  # every stream that ended left the budget
+    for out in outs:
+        chunks = [chunk for _, chunk in out]
+        assert "".join(c.text for c in chunks) == "".join(pieces) and chunks[0].text == "t0 "
+        assert len(chunks) <= 8
+    alone = await _collect(coalesce_chunks(_tokens(pieces, 0.01), 0.01, StreamPacer(), chunks_per_s=80))
+    assert len(alone) >= 12  # one stream is far under the budget: its own 10 ms interval

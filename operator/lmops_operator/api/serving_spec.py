@@ -203,6 +203,15 @@ class ServingSpec(ApiModel):
         "not pay a Ray Serve message per token; the first token is never held. 0 sends every token alone.",
         json_schema_extra=cost(Change.RECONFIGURE),
     )
+    stream_chunks_per_second: int = Field(
+        200,
+        ge=0,
+        le=100_000,
+        description="Most streamed chunks one replica sends a second over all its streams: with many streams "
+        "open, each one's window widens past streamIntervalMilliseconds to stay within it (a message costs "
+        "CPU in the replica, the Router and the proxy whatever it carries). 0: no limit.",
+        json_schema_extra=cost(Change.RECONFIGURE),
+    )
 
 
 # --------------------------------------------------------------------------------------- autoscaling

@@ -74,6 +74,7 @@ def router_config(
         max_tokens_limit=serving.max_tokens,
         scale_from_zero_timeout_s=float(lm.spec.autoscaling.scale_from_zero_timeout_seconds),
         stream_interval_ms=serving.stream_interval_milliseconds,
+        stream_chunks_per_s=serving.stream_chunks_per_second,
     )
 
 

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Literal, TypeVar
 
 from lmops_runtime.config import BatchingConfig
-from lmops_runtime.engine.coalesce import coalesce_chunks
+from lmops_runtime.engine.coalesce import StreamPacer, coalesce_chunks
 from lmops_runtime.engine.continuous import ContinuousBatcher
 from lmops_runtime.engine.fanout import gather_or_cancel, interleave
 from lmops_runtime.engine.logprobs import StepLogprobs, TokenTexts
@@ -77,6 +77,7 @@ class TextGenerator:
             self._static = StaticBatcher(loaded.model, loaded.tokenizer, eos_ids, batching, self._executor)
         self._solo = SoloRunner(loaded.model, loaded.tokenizer, eos_ids, self._executor, self.exclusive)
         self.backend: Backend = backend
+        self._pacer = StreamPacer()
 
     def exclusive(self) -> AbstractContextManager[None]:
         """Held while this thread uses the model outside the continuous batch (pauses the batch loop)."""
@@ -179,8 +180,13 @@ class TextGenerator:
     def stream(
         self, request: GenerateRequest, prepared: PreparedRequest | None = None, index: int = 0
     ) -> AsyncIterator[StreamChunk]:
-        """``request``'s chunks, those decoded within its ``stream_interval_ms`` of each other merged."""
-        return coalesce_chunks(self._stream(request, prepared, index), request.stream_interval_ms / 1000)
+        """``request``'s chunks, those decoded within one window of each other merged (``coalesce``)."""
+        return coalesce_chunks(
+            self._stream(request, prepared, index),
+            request.stream_interval_ms / 1000,
+            self._pacer,
+            request.stream_chunks_per_s,
+        )
 
     async def _stream(
         self, request: GenerateRequest, prepared: PreparedRequest | None, index: int

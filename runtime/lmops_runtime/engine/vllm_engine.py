@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lmops_runtime.config import ModelSpec
-from lmops_runtime.engine.coalesce import coalesce_chunks
+from lmops_runtime.engine.coalesce import StreamPacer, coalesce_chunks
 from lmops_runtime.engine.fanout import gather_or_cancel, interleave
 from lmops_runtime.engine.logprobs import TokenTexts
 from lmops_runtime.engine.params import SamplingParams, resolve_params
@@ -102,6 +102,7 @@ class VllmGenerator:
         )
         log.info("starting vLLM (tensor parallel %d) for %s", tensor_parallel, path)
         self._engine = AsyncLLM.from_engine_args(engine_args, stat_loggers=[stat_logger_factory(self.stats)])
+        self._pacer = StreamPacer()
         self.dtype = str(self._engine.model_config.dtype).removeprefix("torch.")
         self._closed = False
 
@@ -184,8 +185,13 @@ class VllmGenerator:
     def stream(
         self, request: GenerateRequest, prepared: _Prepared | None = None, index: int = 0
     ) -> AsyncIterator[StreamChunk]:
-        """``request``'s chunks, those produced within its ``stream_interval_ms`` of each other merged."""
-        return coalesce_chunks(self._stream(request, prepared, index), request.stream_interval_ms / 1000)
+        """``request``'s chunks, those produced within one window of each other merged (``coalesce``)."""
+        return coalesce_chunks(
+            self._stream(request, prepared, index),
+            request.stream_interval_ms / 1000,
+            self._pacer,
+            request.stream_chunks_per_s,
+        )
 
     async def _stream(
         self, request: GenerateRequest, prepared: _Prepared | None, index: int

@@ -187,7 +187,11 @@ class Dispatcher:
 
         config = self.config()
         deadline = time.monotonic() + config.scale_from_zero_timeout_s
-        gens = [g.model_copy(update={"stream_interval_ms": config.stream_interval_ms}) for g in gens]
+        pacing = {
+            "stream_interval_ms": config.stream_interval_ms,
+            "stream_chunks_per_s": config.stream_chunks_per_s,
+        }
+        gens = [g.model_copy(update=pacing) for g in gens]
         expected = len(gens)
 
         async def start(revision: str, budget: float) -> tuple[StreamChunk, AsyncIterator[StreamChunk]]:
