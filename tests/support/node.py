@@ -175,6 +175,14 @@ class Node:
             and not pod["metadata"].get("deletionTimestamp")
         ]
 
+    def replica_calls(self, pod: str, revision: str) -> int:
+        """Calls the ModelServer replicas of ``revision`` in ``pod`` answered: Serve's access log lines
+        (``CALL <route> OK``, the Router's calls name the route: /v1/completions) in their replica logs,
+        which stay in the pod's Ray session."""
+        logs = f"/tmp/ray/session_latest/logs/serve/replica_rev-{revision}_ModelServer_*.log"
+        script = f"cat {logs} 2>/dev/null | grep -cE ' CALL [^ ]+ OK ' || true"
+        return int(self.kubectl("exec", pod, "--", "sh", "-c", script, timeout=60).strip() or 0)
+
     def unready_pods(self, model: str) -> list[str]:
         """The model's pods that are not Ready, each with its phase and its containers' readiness."""
         unready = []
