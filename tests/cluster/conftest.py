@@ -8,20 +8,43 @@ includes importing a changed runtime image into containerd (minutes the first ti
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from testkit.controlplane import REPO_ROOT
-from tests.support.node import Node, apply_and_wait_ready, leftovers, why_not
+from tests.support.node import Node, Report, apply_and_wait_ready, leftovers, why_not
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
+REPORT = pytest.StashKey[Report]()
+CACHE_KEY = "lmops/cluster-figures"
+
 
 @pytest.fixture(scope="session")
-def node() -> Iterator[Node]:
+def report(request: pytest.FixtureRequest) -> Report:
+    """Where the tests put what they measured; printed at the end of the run (pytest_terminal_summary)."""
+    return request.config.stash.setdefault(REPORT, Report())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The figures the cluster tier measured, in the normal output (CI's log), whatever passed or failed."""
+    report = config.stash.get(REPORT, None)
+    if report is None or not report.lines:
+        return
+    terminalreporter.section("cluster tier: measured on the node")
+    for line in report.lines:
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"figures {json.dumps(report.figures, sort_keys=True)}")
+    if config.cache is not None:
+        config.cache.set(CACHE_KEY, report.figures)
+        terminalreporter.write_line(f"(also in pytest's cache: {CACHE_KEY})")
+
+
+@pytest.fixture(scope="session")
+def node(report: Report) -> Iterator[Node]:
     reason = why_not()
     if reason:
         pytest.skip(f"cluster tier skipped: {reason}")
@@ -31,7 +54,8 @@ def node() -> Iterator[Node]:
     except Exception:
         Node.down()
         raise
-    sys.stderr.write(f"\nsingle-node cluster up in {time.monotonic() - started:.0f}s\n")
+    took = time.monotonic() - started
+    report(f"single-node cluster up in {took:.0f}s", node_up_s=took)
     try:
         yield up
     finally:
@@ -52,7 +76,14 @@ def lmops(node: Node) -> Node:
 
 
 @pytest.fixture(scope="session")
-def tiny(lmops: Node) -> dict[str, float]:
-    """examples/tiny.yaml applied with kubectl and Ready; returns seconds from `kubectl apply` to the first
-    answered completion (through the Service, from the host) and to the Ready condition."""
-    return apply_and_wait_ready(lmops, REPO_ROOT / "examples" / "tiny.yaml")
+def tiny(lmops: Node, report: Report) -> dict[str, float]:
+    """examples/tiny.yaml applied with kubectl and Ready; returns (and reports) seconds from `kubectl apply`
+    to the first answered completion (through the Service, from the host) and to the Ready condition."""
+    figures = apply_and_wait_ready(lmops, REPO_ROOT / "examples" / "tiny.yaml")
+    report(
+        f"tiny on the node: apply -> first completion {figures['first_completion_s']:.0f}s, "
+        f"apply -> Ready {figures['ready_s']:.0f}s",
+        tiny_apply_to_first_completion_s=figures["first_completion_s"],
+        tiny_apply_to_ready_s=figures["ready_s"],
+    )
+    return figures

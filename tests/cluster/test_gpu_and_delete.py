@@ -50,10 +50,9 @@ def test_gpu_pods_are_scheduled_as_promised_and_deleting_the_model_removes_every
     node.kubectl("create", "secret", "generic", "gpt2-api-keys", "-n", NAMESPACE, "--from-literal=keys=k1")
     example = _scaled_down_example()
     node.kubectl("apply", "-f", "-", input=yaml.safe_dump(example))
-    try:
-        worker = node.wait_for("a scheduled GPU worker pod", lambda: _scheduled_worker(node), timeout=600)
-    except TimeoutError:
-        pytest.fail(f"no GPU worker pod was scheduled:\n{node.diagnostics()}")
+    worker = node.wait_for(
+        "a scheduled GPU worker pod", lambda: _scheduled_worker(node), timeout=600, detail=node.diagnostics
+    )
     container = worker["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
@@ -79,8 +78,5 @@ def test_gpu_pods_are_scheduled_as_promised_and_deleting_the_model_removes_every
         services = [s["metadata"]["name"] for s in node.get("services", "-n", NAMESPACE)["items"]]
         return not left and not services
 
-    try:
-        node.wait_for("every object of gpt2 to be deleted", everything_gone, timeout=300)
-    except TimeoutError:
-        pytest.fail(f"objects left after deleting the LanguageModel:\n{node.diagnostics()}")
+    node.wait_for("every object of gpt2 to be deleted", everything_gone, timeout=300, detail=node.diagnostics)
     node.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

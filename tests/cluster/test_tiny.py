@@ -4,12 +4,10 @@ host and from a pod that resolves the Service's name through the cluster's DNS."
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 from openai import OpenAI
 
-from tests.support.node import Node
+from tests.support.node import Node, Report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -22,18 +20,13 @@ print("ANSWER", completion.choices[0].finish_reason, completion.usage.completion
 """
 
 
-def test_tiny_example_is_served_through_its_service(lmops: Node, tiny: dict[str, float]) -> None:
+def test_tiny_example_is_served_through_its_service(
+    lmops: Node, tiny: dict[str, float], report: Report
+) -> None:
     node = lmops
-    try:  # every Ray pod of the model passes the readiness probe KubeRay gives it (head and worker)
-        node.wait_for("every pod of tiny to be Ready", lambda: not node.unready_pods("tiny"), timeout=180)
-    except TimeoutError:
-        pytest.fail(
-            f"pods not Ready: {node.unready_pods('tiny')}\n{node.kubectl('describe', 'pods')[-6000:]}"
-        )
-    sys.stderr.write(
-        f"\ntiny on the node: apply -> first completion {tiny['first_completion_s']:.0f}s, "
-        f"apply -> Ready {tiny['ready_s']:.0f}s; replicas by pod {node.replica_pods('tiny')}\n"
-    )
+    # Every Ray pod of the model passes the readiness probe KubeRay gives it (head and worker).
+    node.wait_pods_ready("tiny", timeout=180)
+    report(f"tiny: replicas by pod {node.replica_pods('tiny')}")
     client = OpenAI(base_url=node.service_url("tiny") + "/v1", api_key="unused", max_retries=0, timeout=60)
     model = client.models.list().data[0].id
     completion = client.completions.create(model=model, prompt="Hello", max_tokens=8)

@@ -14,13 +14,12 @@ model's load; 1 of about 400 requests cut on the dying pod's proxy."""
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 
 import pytest
 
 from testkit.load import Load
-from tests.support.node import Node
+from tests.support.node import Node, Report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -28,7 +27,7 @@ CLIENTS = 2
 
 
 def test_replica_pod_deleted_under_load_costs_only_its_own_connections(
-    lmops: Node, tiny: dict[str, float]
+    lmops: Node, tiny: dict[str, float], report: Report
 ) -> None:
     node = lmops
     stable = node.get("languagemodel", "tiny")["status"]["stableRevision"]
@@ -54,10 +53,13 @@ def test_replica_pod_deleted_under_load_costs_only_its_own_connections(
             serving = bool(load.by_revision(since=time.monotonic() - 2))
             return serving and any(pod != victim and pod not in unready for pod in hosts)
 
-        try:
-            node.wait_for("tiny to recover from the deleted pod", recovered, timeout=600, interval=1)
-        except TimeoutError:
-            pytest.fail(f"not recovered; unready {node.unready_pods('tiny')}:\n{node.diagnostics()}")
+        node.wait_for(
+            "tiny to recover from the deleted pod",
+            recovered,
+            timeout=600,
+            interval=1,
+            detail=lambda: f"unready {node.unready_pods('tiny')}:\n{node.diagnostics()}",
+        )
         recovery_s = time.monotonic() - killed
         time.sleep(5)
     finally:
@@ -65,19 +67,22 @@ def test_replica_pod_deleted_under_load_costs_only_its_own_connections(
     served_at = sorted(at for at, _ in load.served)
     gaps = [b - a for a, b in itertools.pairwise(served_at) if b > killed]
     failures = [(round(at - killed, 1), what) for at, what in load.failures]
-    sys.stderr.write(
-        f"\nreplica pod {victim} deleted under load: recovered (model Ready, its replica in a Ready pod, "
-        f"serving) in {recovery_s:.0f}s, longest wait between answers {max(gaps, default=0):.1f}s; "
-        f"{load.sent} requests, {len(failures)} failed {failures[:4]}; now {node.replica_pods('tiny')}\n"
+    longest_wait = max(gaps, default=0)
+    report(
+        f"replica pod {victim} deleted under load: recovered (model Ready, its replica in a Ready pod, "
+        f"serving) in {recovery_s:.0f}s, longest wait between answers {longest_wait:.1f}s; "
+        f"{load.sent} requests, {len(failures)} failed {failures[:4]}; now {node.replica_pods('tiny')}",
+        pod_killed_recovery_s=recovery_s,
+        pod_killed_longest_wait_s=longest_wait,
+        pod_killed_requests=load.sent,
+        pod_killed_failed=len(failures),
     )
     # KubeRay replaces the deleted pod, and Ray's autoscaler, seeing its group below the minimum, may ask for
     # one more worker: idle (no replica, so its Serve proxy drains and it is not Ready), it is removed after
     # the autoscaler's idle timeout. Then every pod of the model is Ready.
-    try:
-        node.wait_for("every pod of tiny to be Ready", lambda: not node.unready_pods("tiny"), timeout=300)
-    except TimeoutError:
-        pytest.fail(f"pods not Ready: {node.unready_pods('tiny')}")
-    sys.stderr.write(f"every pod Ready again {time.monotonic() - killed:.0f}s after the delete\n")
+    node.wait_pods_ready("tiny", timeout=300)
+    all_ready = time.monotonic() - killed
+    report(f"every pod Ready again {all_ready:.0f}s after the delete", pod_killed_all_ready_s=all_ready)
     http_errors = [f for f in failures if f[1][:3].isdigit()]
     assert http_errors == [], (
         f"{http_errors[:4]}\n{node.serve_log_lines('tiny', 'replica_wait_timeout|server_error')}"

@@ -7,13 +7,13 @@ cluster tests (it changes `tiny`)."""
 from __future__ import annotations
 
 import json
-import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
 from testkit.load import Load
-from tests.support.node import Node
+from tests.support.node import Node, Report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -32,7 +32,17 @@ ROLLOUT: dict[str, object] = {
 FAILURE_LOG = "replica_wait_timeout|server_error| 50[0-9] |Traceback|Error"
 
 
-def test_canary_walks_its_weights_in_place_under_load(lmops: Node, tiny: dict[str, float]) -> None:
+def _wait_rollout(node: Node, what: str, done: Callable[[], bool], weights: list[tuple[float, int]]) -> None:
+    """Poll a rollout each second (the weights it walks are recorded as they change) for up to 20 minutes;
+    on a timeout, name the weights seen and the cluster's state."""
+    node.wait_for(
+        what, done, timeout=1200, interval=1, detail=lambda: f"weights {weights}:\n{node.diagnostics()}"
+    )
+
+
+def test_canary_walks_its_weights_in_place_under_load(
+    lmops: Node, tiny: dict[str, float], report: Report
+) -> None:
     node = lmops
     status = node.get("languagemodel", "tiny")["status"]
     stable = status["stableRevision"]
@@ -57,18 +67,19 @@ def test_canary_walks_its_weights_in_place_under_load(lmops: Node, tiny: dict[st
                 operator_deleted.append(time.monotonic() - started)
             return bool(now.get("stableRevision") not in (None, stable) and not now.get("canaryRevision"))
 
-        try:
-            node.wait_for("the canary to be promoted", promoted, timeout=1200, interval=1)
-        except TimeoutError:
-            pytest.fail(f"canary not promoted; weights {weights}:\n{node.diagnostics()}")
+        _wait_rollout(node, "the canary to be promoted", promoted, weights)
+        promoted_s = time.monotonic() - started
         time.sleep(5)
     finally:
         load.stop()
     served = load.by_revision()
-    sys.stderr.write(
-        f"\ncanary on the node: promoted after {time.monotonic() - started:.0f}s, weights (s, %) {weights}, "
+    report(
+        f"canary on the node: promoted after {promoted_s:.0f}s, weights (s, %) {weights}, "
         f"operator pod deleted at {operator_deleted}, "
-        f"{load.sent} requests, {len(load.failures)} failed, served by {dict(served)}\n"
+        f"{load.sent} requests, {len(load.failures)} failed, served by {dict(served)}",
+        canary_promoted_s=promoted_s,
+        canary_requests=load.sent,
+        canary_failed=len(load.failures),
     )
     assert load.failures == [], load.failures[:5]
     assert [w for _, w in weights if w][:2] == [25, 60], weights
@@ -79,7 +90,9 @@ def test_canary_walks_its_weights_in_place_under_load(lmops: Node, tiny: dict[st
     assert operator_deleted and [p["status"]["phase"] for p in operator_pods] == ["Running"]
 
 
-def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny: dict[str, float]) -> None:
+def test_canary_failing_its_analysis_is_rolled_back_under_load(
+    lmops: Node, tiny: dict[str, float], report: Report
+) -> None:
     """A canary whose latency cannot meet its analysis (p95 under 1 ms) is aborted: all traffic returns to
     the stable revision, without a failed request, though the aborted canary's application is deleted while
     the Router still has calls on their way to it."""
@@ -88,11 +101,14 @@ def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny
     # The promoted rollout before this one left the old stable revision's worker idle until the autoscaler
     # removes it: start from one worker, so the one the canary needs is seen being added.
     node.wait_for(
-        "the previous revision's idle worker to be removed", lambda: _workers(node) == 1, timeout=300
+        "the previous revision's idle worker to be removed",
+        lambda: len(node.workers("tiny")) == 1,
+        timeout=300,
+        detail=node.diagnostics,
     )
     load = Load(node.service_url("tiny"), clients=2, max_tokens=4).start()
     weights: list[tuple[float, int]] = []
-    workers = [_workers(node)]
+    workers = [len(node.workers("tiny"))]
     started = time.monotonic()
     try:
         time.sleep(5)
@@ -101,17 +117,14 @@ def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny
         node.kubectl("patch", "languagemodel", "tiny", "--type=merge", "-p", json.dumps(patch))
 
         def aborted() -> bool:
-            workers.append(_workers(node))
+            workers.append(len(node.workers("tiny")))
             now = node.get("languagemodel", "tiny")["status"]
             weight = now.get("canaryWeight")
             if weight is not None and (not weights or weights[-1][1] != weight):
                 weights.append((time.monotonic() - started, weight))
             return (now.get("rollout") or {}).get("state") == "Aborted" and not weight
 
-        try:
-            node.wait_for("the canary to be rolled back", aborted, timeout=1200, interval=1)
-        except TimeoutError:
-            pytest.fail(f"canary not rolled back; weights {weights}:\n{node.diagnostics()}")
+        _wait_rollout(node, "the canary to be rolled back", aborted, weights)
         back_at = time.monotonic() - started
         time.sleep(10)
     finally:
@@ -119,11 +132,16 @@ def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny
     status = node.get("languagemodel", "tiny")["status"]
     with_traffic = [t for t, w in weights if w > 0]
     failures = [(round(at - started, 1), what) for at, what in load.failures]
-    sys.stderr.write(
-        f"\nbroken canary on the node: weights (s, %) {weights}, rolled back at {back_at:.0f}s, "
-        f"{back_at - with_traffic[0] if with_traffic else float('nan'):.0f}s after it first had traffic, "
+    after_traffic = back_at - with_traffic[0] if with_traffic else float("nan")
+    report(
+        f"broken canary on the node: weights (s, %) {weights}, rolled back at {back_at:.0f}s, "
+        f"{after_traffic:.0f}s after it first had traffic, "
         f"reason {status['rollout'].get('abortReason')!r}; {load.sent} requests, {len(failures)} failed "
-        f"{failures[:5]}, served by {dict(load.by_revision())}\n"
+        f"{failures[:5]}, served by {dict(load.by_revision())}",
+        rollback_s=back_at,
+        rollback_after_first_traffic_s=after_traffic,
+        rollback_requests=load.sent,
+        rollback_failed=len(failures),
     )
     assert failures == [], f"{failures[:5]}\n{node.serve_log_lines('tiny', FAILURE_LOG)}"
     assert with_traffic, weights
@@ -133,22 +151,16 @@ def test_canary_failing_its_analysis_is_rolled_back_under_load(lmops: Node, tiny
     # Ray's autoscaler: the canary's replica (one per worker pod) made it add a worker pod to the group
     # (whose minimum is 1); with the canary gone that worker is idle and is removed after the idle timeout.
     assert workers[0] == 1 and max(workers) >= 2, workers
-    try:
-        node.wait_for("the idle worker to be removed", lambda: _workers(node) == 1, timeout=300)
-        node.wait_for("every pod of tiny to be Ready", lambda: not node.unready_pods("tiny"), timeout=120)
-    except TimeoutError:
-        pytest.fail(f"pods left: {node.unready_pods('tiny')}:\n{node.diagnostics()}")
-    sys.stderr.write(
-        f"autoscaler: worker pods {workers[0]} -> {max(workers)} for the canary, back to 1 "
-        f"{time.monotonic() - started - back_at:.0f}s after the rollback\n"
+    node.wait_for(
+        "the idle worker to be removed",
+        lambda: len(node.workers("tiny")) == 1,
+        timeout=300,
+        detail=lambda: f"pods left: {node.unready_pods('tiny')}:\n{node.diagnostics()}",
     )
-
-
-def _workers(node: Node) -> int:
-    """Worker pods of tiny that exist and are not being deleted."""
-    return sum(
-        1
-        for pod in node.model_pods("tiny")
-        if pod["metadata"]["labels"].get("ray.io/node-type") == "worker"
-        and not pod["metadata"].get("deletionTimestamp")
+    removed_s = time.monotonic() - started - back_at
+    node.wait_pods_ready("tiny", timeout=120)
+    report(
+        f"autoscaler: worker pods {workers[0]} -> {max(workers)} for the canary, back to 1 "
+        f"{removed_s:.0f}s after the rollback",
+        rollback_worker_removed_s=removed_s,
     )

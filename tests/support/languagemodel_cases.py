@@ -127,6 +127,12 @@ INVALID_CASES: tuple[InvalidCase, ...] = (
         "should be greater than or equal to 0",
     ),
     InvalidCase(
+        "zero-worker-idle-timeout",
+        _spec(autoscaling={"workerIdleTimeoutSeconds": 0}),
+        "spec.autoscaling.workerIdleTimeoutSeconds",
+        "should be greater than or equal to 1",
+    ),
+    InvalidCase(
         "negative-gpus",
         _spec(runtime={"gpus": -1}),
         "spec.runtime.gpus",

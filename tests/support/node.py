@@ -10,10 +10,11 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,21 @@ def leftovers() -> list[str]:
 
 
 @dataclass
+class Report:
+    """What the cluster tier measured on the node. tests/cluster/conftest.py prints it in pytest's terminal
+    summary (so CI's normal output carries it) and stores the figures in pytest's cache under
+    ``lmops/cluster-figures``; each line also goes to stderr when it is measured (seen with ``-s``)."""
+
+    lines: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, line: str, **figures: float) -> None:
+        self.lines.append(line)
+        self.figures.update({name: round(value, 1) for name, value in figures.items()})
+        sys.stderr.write(f"\n{line}\n")
+
+
+@dataclass
 class Node:
     """A started node: its kubeconfig, the image references it holds, and kubectl/helm bound to it."""
 
@@ -85,16 +101,34 @@ class Node:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
-    def wait_for(self, what: str, check: Any, timeout: float, interval: float = 2.0) -> Any:
-        """Poll ``check()`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    def wait_for(
+        self,
+        what: str,
+        check: Callable[[], Any],
+        timeout: float,
+        interval: float = 2.0,
+        detail: Callable[[], str] | None = None,
+    ) -> Any:
+        """Poll ``check()`` until it returns something truthy; after ``timeout`` s fail naming ``what``,
+        with ``detail()`` appended: the state worth reading then (pods, events, logs), only on failure."""
         deadline = time.monotonic() + timeout
         while True:
             value = check()
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+                message = f"timed out after {timeout:.0f}s waiting for {what}"
+                raise TimeoutError(f"{message}:\n{detail()}" if detail else message)
             time.sleep(interval)
+
+    def wait_pods_ready(self, model: str, timeout: float) -> None:
+        """Every pod of ``model`` passes the readiness probe KubeRay gives it (head and workers)."""
+        self.wait_for(
+            f"every pod of {model} to be Ready",
+            lambda: not self.unready_pods(model),
+            timeout=timeout,
+            detail=lambda: f"unready {self.unready_pods(model)}:\n{self.diagnostics()}",
+        )
 
     def service_url(self, name: str, namespace: str = "default", port: int = 8000) -> str:
         ip = self.get("service", name, "-n", namespace)["spec"]["clusterIP"]
@@ -131,6 +165,23 @@ class Node:
 
     def model_pods(self, model: str) -> list[dict[str, Any]]:
         return list(self.get("pods", "-l", f"lmops.io/model={model}")["items"])
+
+    def workers(self, model: str) -> list[str]:
+        """Names of the model's Ray worker pods that exist and are not being deleted."""
+        return [
+            pod["metadata"]["name"]
+            for pod in self.model_pods(model)
+            if pod["metadata"]["labels"].get("ray.io/node-type") == "worker"
+            and not pod["metadata"].get("deletionTimestamp")
+        ]
+
+    def replica_calls(self, pod: str, revision: str) -> int:
+        """Calls the ModelServer replicas of ``revision`` in ``pod`` answered: Serve's access log lines
+        (``CALL <route> OK``, the Router's calls name the route: /v1/completions) in their replica logs,
+        which stay in the pod's Ray session."""
+        logs = f"/tmp/ray/session_latest/logs/serve/replica_rev-{revision}_ModelServer_*.log"
+        script = f"cat {logs} 2>/dev/null | grep -cE ' CALL [^ ]+ OK ' || true"
+        return int(self.kubectl("exec", pod, "--", "sh", "-c", script, timeout=60).strip() or 0)
 
     def unready_pods(self, model: str) -> list[str]:
         """The model's pods that are not Ready, each with its phase and its containers' readiness."""

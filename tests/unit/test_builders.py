@@ -105,6 +105,20 @@ def test_ray_cluster_for_gpu_model() -> None:
     assert "gcsFaultToleranceOptions" not in cluster
 
 
+def test_worker_idle_timeout_reaches_the_ray_autoscaler() -> None:
+    """spec.autoscaling.workerIdleTimeoutSeconds becomes the RayCluster's autoscalerOptions.idleTimeoutSeconds
+    (read by the Ray autoscaler); unset, it is left out, so existing models keep the cluster they run on."""
+    unset = _plan("gpt2-canary")
+    assert "idleTimeoutSeconds" not in _ray(unset)["spec"]["rayClusterConfig"]["autoscalerOptions"]
+    short = _plan("gpt2-canary", {"spec": {"autoscaling": {"workerIdleTimeoutSeconds": 15}}})
+    options = _ray(short)["spec"]["rayClusterConfig"]["autoscalerOptions"]
+    assert options["idleTimeoutSeconds"] == 15
+    assert options["resources"] == _ray(unset)["spec"]["rayClusterConfig"]["autoscalerOptions"]["resources"]
+    # A cluster setting, not a model one: the revision and the Serve applications stay as they were.
+    assert by_kind(short, "ControllerRevision") == by_kind(unset, "ControllerRevision")
+    assert _serve(short) == _serve(unset)
+
+
 def test_ray_cluster_for_cpu_model_with_pvc_source() -> None:
     cluster = _ray(_plan("bert-classify"))["spec"]["rayClusterConfig"]
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"  # replicas go to workers only

@@ -20,7 +20,8 @@ Spec layout (camelCase on the wire, snake_case in Python)::
         maxBatchSize, batchWaitTimeoutMilliseconds, maxOngoingRequests, maxRequestBytes, maxTokens,
         apiKeySecretRef {name, key}, rateLimitPerMinute, stickySessionHeader
       autoscaling:           minReplicas (0 = scale to zero), maxReplicas, targetOngoingRequests,
-                             upscaleDelaySeconds, downscaleDelaySeconds, scaleFromZeroTimeoutSeconds
+                             upscaleDelaySeconds, downscaleDelaySeconds, scaleFromZeroTimeoutSeconds,
+                             workerIdleTimeoutSeconds (Ray autoscaler: an idle worker pod's lifetime)
       rollout:               strategy Canary|Immediate, steps [{weight, pauseSeconds}],
                              analysis {maxErrorRate, maxP95LatencyMilliseconds, maxLatencyRatio, minRequests,
                              failureLimit, intervalSeconds, maxTimeToFirstTokenMilliseconds}, autoRollback,

@@ -286,3 +286,12 @@ class AutoscalingSpec(ApiModel):
         description="How long the Router holds a request while a revision scaled to zero starts (503 after).",
         json_schema_extra=cost(Change.RECONFIGURE),
     )
+    worker_idle_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="How long a Ray worker pod runs with no replica on it before the Ray autoscaler removes "
+        "it (KubeRay's autoscalerOptions.idleTimeoutSeconds). Unset: the Ray autoscaler's default, 60 s. "
+        "Shorter gives back a scaled-in or aborted canary's pod sooner; longer keeps it for the next rise.",
+        json_schema_extra=cost(Change.CLUSTER),
+    )

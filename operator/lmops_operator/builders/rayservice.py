@@ -170,6 +170,17 @@ def _gcs_fault_tolerance(lm: LanguageModel) -> dict[str, Any] | None:
     return options
 
 
+def _autoscaler_options(spec: LanguageModelSpec) -> dict[str, Any]:
+    """The Ray autoscaler sidecar's resources and, when the spec sets one, its idle timeout: the Ray
+    autoscaler (not KubeRay) reads ``idleTimeoutSeconds`` from the RayCluster. Left out when unset, so a
+    spec without it renders the same cluster as before the field existed (no new cluster on upgrade)."""
+    options: dict[str, Any] = {"resources": _resources(AUTOSCALER_CPU, AUTOSCALER_MEMORY)}
+    idle = spec.autoscaling.worker_idle_timeout_seconds
+    if idle is not None:
+        options["idleTimeoutSeconds"] = idle
+    return options
+
+
 def runtime_image(lm: LanguageModel, default_image: str) -> str:
     return lm.spec.runtime.image or default_image
 
@@ -186,7 +197,7 @@ def build_ray_service(
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "enableInTreeAutoscaling": True,
-        "autoscalerOptions": {"resources": _resources(AUTOSCALER_CPU, AUTOSCALER_MEMORY)},
+        "autoscalerOptions": _autoscaler_options(lm.spec),
         "headGroupSpec": _head_group(lm, image, copy.deepcopy(volumes), copy.deepcopy(mounts)),
         "workerGroupSpecs": [_worker_group(lm, image, copy.deepcopy(volumes), copy.deepcopy(mounts))],
     }
