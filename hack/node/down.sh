@@ -29,6 +29,9 @@ stop containerd
 for pidfile in /run/containerd/io.containerd.runtime.v2.task/k8s.io/*/shim.pid; do
   [ -f "${pidfile}" ] && kill -9 "$(cat "${pidfile}")" 2>/dev/null
 done
+# One whose task directory is already gone (its shim.pid with it) is found by its command line (the same
+# pattern as tests/support/node.py's node_shims).
+pkill -9 -f 'containerd-shim-runc-v2 -namespace k8s\.io .*-address /run/containerd/containerd\.sock' 2>/dev/null
 
 # Mounts: pod volumes, the kubelet's own bind mount, sandbox shm, container rootfs, network namespaces.
 findmnt -rn -o TARGET | grep -E '^(/var/lib/kubelet|/run/containerd|/run/netns|/var/lib/containerd/io.containerd.grpc)' \

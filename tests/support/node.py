@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -49,11 +50,29 @@ def leftovers() -> list[str]:
         found.append("bridge lmops0")
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
     found += [f"iptables {line}" for line in rules.splitlines() if line.startswith((":KUBE-", ":CNI-"))]
-    shims = Path("/run/containerd/io.containerd.runtime.v2.task/k8s.io")
-    for pidfile in shims.glob("*/shim.pid"):
-        if Path(f"/proc/{pidfile.read_text().strip()}").is_dir():
-            found.append(f"containerd shim {pidfile.parent.name}")
+    found += [f"containerd shim {pid}" for pid in node_shims()]
     return found
+
+
+#: The command line of a container shim of the node's containerd (hack/node/containerd.toml's address); the
+#: same pattern ``hack/node/down.sh`` kills by.
+SHIM_PATTERN = re.compile(
+    r"containerd-shim-runc-v2 -namespace k8s\.io .*-address /run/containerd/containerd\.sock"
+)
+
+
+def node_shims() -> list[int]:
+    """Live shims of the node's containerd, found by command line: a shim whose task directory was already
+    deleted has no shim.pid left to find it by, yet runs on."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process ended meanwhile
+            continue
+        if SHIM_PATTERN.search(command):
+            pids.append(int(cmdline.parent.name))
+    return pids
 
 
 @dataclass
