@@ -82,6 +82,7 @@ def test_the_pacer_widens_a_window_only_past_the_budget() -> None:
     pacer.open = 32
     assert pacer.window(0.05, 200) == 32 / 200  # 32 streams share 200 chunks a second
     assert pacer.window(0.05, 0) == 0.05  # no budget
+    assert pacer.window(0.0, 200) == 0.0  # every token alone was asked for
     pacer.open = 4
     assert pacer.window(0.05, 200) == 0.05  # few streams keep their own interval
 

@@ -209,7 +209,8 @@ class ServingSpec(ApiModel):
         le=100_000,
         description="Most streamed chunks one replica sends a second over all its streams: with many streams "
         "open, each one's window widens past streamIntervalMilliseconds to stay within it (a message costs "
-        "CPU in the replica, the Router and the proxy whatever it carries). 0: no limit.",
+        "CPU in the replica, the Router and the proxy whatever it carries). 0: no limit. Not applied "
+        "with streamIntervalMilliseconds 0.",
         json_schema_extra=cost(Change.RECONFIGURE),
     )
 

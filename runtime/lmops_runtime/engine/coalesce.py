@@ -10,7 +10,7 @@ What a message costs is CPU in the replica, the Router and the proxy, whatever i
 streams open at once a fixed interval would make that cost grow with the streams. A replica's streams
 therefore share a budget of chunks per second (``StreamPacer``): each stream's window is the larger of its
 interval and (streams open) / budget, so a lone stream keeps its interval and thirty-two of them together
-send no more messages than the budget.
+send no more messages than the budget. An interval of 0 (every token alone) is left as it is.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class StreamPacer:
 
     def window(self, interval_s: float, chunks_per_s: int) -> float:
         """A stream's window now: its own interval, widened while the open streams would exceed the budget
-        (0: no budget)."""
-        return max(interval_s, self.open / chunks_per_s) if chunks_per_s > 0 else interval_s
+        (0: no budget). An interval of 0 asks for every token alone and gets it, budget or not."""
+        if interval_s <= 0 or chunks_per_s <= 0:
+            return interval_s
+        return max(interval_s, self.open / chunks_per_s)
 
 
 async def coalesce_chunks(
