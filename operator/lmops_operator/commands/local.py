@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import socket
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -254,10 +257,39 @@ def _reconcile(
             "which loads the model (a minute or so the first time) ...",
             flush=True,
         )
-        step = reconciler.run(timeout_s=args.timeout, on_step=StepPrinter())
+        with _InterruptLatch() as latch:
+            step = reconciler.run(timeout_s=args.timeout, on_step=StepPrinter(), sleep=latch.sleep)
     except LocalRolloutError as exc:
         raise LocalUpError(str(exc)) from None
     return step, reconciler
+
+
+class _InterruptLatch:
+    """Ctrl-C that cannot be lost. Python drops a KeyboardInterrupt that lands while the main thread runs a
+    finalizer (Ray's object refs and HTTP clients have them; it prints "Exception ignored"), and ``lmops up``
+    then walked on with its rollout. The latch remembers the signal; the reconcile loop's sleep raises it."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _InterruptLatch:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        if self.pressed:
+            raise KeyboardInterrupt
 
 
 def _stop(ray_handle: Any) -> None:
